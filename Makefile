@@ -1,0 +1,43 @@
+# dcresearch: `make pipeline` (main job) and `make test` (all tests). Both set up .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 PYDEVD_DISABLE_FILE_VALIDATION=1 MPLBACKEND=Agg
+
+.PHONY: pipeline test lab venv lock nbs clean help
+help:
+	@echo "make pipeline   sample corpus -> lake -> reports/eda.html + reports/index.html"
+	@echo "make test       notebooks in sync, nbdev_test, pytest"
+	@echo "make lab        JupyterLab on the notebooks"
+	@echo "make nbs        nbdev_export + nbdev_clean after editing notebooks"
+	@echo "make lock       re-pin constraints.txt and environment.yml from the current .venv"
+
+# The virtual environment, installed from the pinned constraints; rebuilt when the pins change.
+$(STAMP): settings.ini setup.py constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+venv: $(STAMP)
+
+pipeline: $(STAMP)
+	$(TEST_ENV) $(BIN)/dcr pipeline
+
+test: $(STAMP)
+	scripts/check-notebooks
+	$(TEST_ENV) $(BIN)/nbdev_test --n_workers 2
+	$(TEST_ENV) $(BIN)/python -m pytest tests -q -p no:cacheprovider
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab nbs
+
+nbs: $(STAMP)
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+
+lock: $(STAMP)
+	$(BIN)/python scripts/lock.py
+
+clean:
+	rm -rf build dist *.egg-info reports data/lake data/sample

@@ -1,0 +1,21 @@
+"""Shared fixtures: where the real data is, the project's own `dcr`, and offline settings."""
+import os, sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / 'shared' / 'data'
+DCR = str(Path(sys.executable).parent / 'dcr')
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+os.environ.setdefault('MPLBACKEND', 'Agg')
+os.environ.setdefault('PYDEVD_DISABLE_FILE_VALIDATION', '1')
+
+
+@pytest.fixture(scope='session')
+def shared() -> Path:
+    "The real public datasets (../shared/data); tests that need them skip clearly if absent."
+    if not SHARED.is_dir(): pytest.skip(f'real data not found at {SHARED}')
+    return SHARED

@@ -1,0 +1,83 @@
+"""The `dcr` command as a user runs it (subprocesses), including the acceptance contract."""
+import gzip, json, re, subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import DCR, ROOT
+
+
+def dcr(*args, cwd=ROOT, timeout=600):
+    return subprocess.run([DCR, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_subcommands():
+    r = dcr('--help')
+    assert r.returncode == 0
+    for c in ('ingest', 'report', 'pipeline', 'sample', 'ledger', 'sql'): assert c in r.stdout
+    r = dcr('ingest', '--help')
+    assert '--text-field' in r.stdout and 'quarantined' in r.stdout
+
+
+def test_ingest_warc_extracts_text_and_prints_ledger(shared, tmp_path):
+    r = dcr('ingest', shared/'web'/'dolma_sample-0000.warc.gz', '--out', tmp_path/'ingest')
+    assert r.returncode == 0, r.stderr
+    for word in ('in', 'kept', 'rejected', 'quarantined', 'HtmlToText'): assert word in r.stdout
+    from dcresearch.lake import read_delta_table
+    recs = read_delta_table(tmp_path/'ingest'/'records')
+    assert recs.num_rows > 10
+    texts = recs['text'].to_pylist()
+    assert all('<html' not in t.lower() for t in texts)  # extracted text, not HTML
+    assert sum(len(t) for t in texts) / len(texts) > 200
+
+
+def test_ingest_jsonl_with_broken_lines_quarantines_them(tmp_path):
+    good = [json.dumps({'text': f'document number {i}'}) for i in range(20)]
+    lines = good[:5] + ['{"text": "unterminated'] + good[5:12] + ['not json at all', '[1, 2]', '{"title": "no text"}'] + good[12:]
+    (tmp_path/'in.jsonl.gz').write_bytes(gzip.compress(('\n'.join(lines) + '\n').encode()))
+    r = dcr('ingest', tmp_path/'in.jsonl.gz', '--out', tmp_path/'out')
+    assert r.returncode == 0, r.stderr
+    assert 'quarantined' in r.stdout
+    total = [l for l in r.stdout.splitlines() if l.startswith('total')][0]
+    assert re.findall(r'[\d,]+', total)[:4] == ['24', '20', '0', '4']  # in, kept, rejected, quarantined
+    r = dcr('sql', 'select reason, line from quarantine order by line', '--stage-dir', tmp_path/'out')
+    assert r.returncode == 0 and 'io:invalid_json' in r.stdout and 'io:missing_text_field' in r.stdout
+    r = dcr('ledger', tmp_path/'out')
+    assert r.returncode == 0 and 'in = kept + rejected + quarantined: ok' in r.stdout
+
+
+@pytest.mark.parametrize('arg, says', [('nowhere/missing.jsonl', 'nowhere/missing.jsonl'), ('{tmp}/data.xyz', 'data.xyz')])
+def test_bad_inputs_fail_before_work_with_the_path(tmp_path, arg, says):
+    (tmp_path/'data.xyz').write_text('x')
+    r = dcr('ingest', arg.format(tmp=tmp_path), '--out', tmp_path/'out')
+    assert r.returncode == 2 and says in r.stderr
+    assert not (tmp_path/'out'/'records').exists()
+
+
+def test_report_eda_on_tweets_writes_html_without_code(shared, tmp_path):
+    r = dcr('report', 'eda', '-p', 'input', shared/'tweets'/'airline_tweets.csv', '--out', tmp_path/'reports', '--quiet')
+    assert r.returncode == 0, r.stdout + r.stderr
+    page = (tmp_path/'reports'/'eda.html').read_text()
+    assert 'hl-ipython3' not in page and 'import dcresearch' not in page  # no code cells
+    assert page.count('<img src="data:image/png') >= 5  # the plots are there
+    assert 'airline_sentiment' in page  # label balance found the label column
+    index = json.loads((tmp_path/'reports'/'index.json').read_text())
+    assert index['eda']['status'] == 'ok' and 'input' in index['eda']['params']
+
+
+def test_failing_report_exits_nonzero_and_is_listed_as_failed(tmp_path):
+    r = dcr('report', 'eda', '-p', 'input', tmp_path/'missing.csv', '--out', tmp_path/'reports', '--quiet')
+    assert r.returncode == 1
+    page = (tmp_path/'reports'/'eda.html').read_text()
+    assert 'missing.csv' in page and 'hl-ipython3' in page  # the failing cell is shown
+    assert json.loads((tmp_path/'reports'/'index.json').read_text())['eda']['status'] == 'failed'
+    assert 'failed' in (tmp_path/'reports'/'index.html').read_text()
+
+
+def test_pipeline_small_end_to_end(tmp_path):
+    "What `make pipeline` does, at a small size, in a scratch directory."
+    r = dcr('pipeline', '--docs', 300, '--quiet', cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path/'reports'/'eda.html').exists() and (tmp_path/'reports'/'index.html').exists()
+    run = json.loads((tmp_path/'data'/'lake'/'ingest'/'run.json').read_text())
+    assert run['counts']['n_in'] == 306 and run['counts']['n_quarantined'] == 6
