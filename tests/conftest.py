@@ -14,6 +14,12 @@ os.environ.setdefault('MPLBACKEND', 'Agg')
 os.environ.setdefault('PYDEVD_DISABLE_FILE_VALIDATION', '1')
 
 
+def pytest_sessionstart(session):
+    "In CI the real data must be there: a skipped real-data test would hide a failure."
+    if os.environ.get('CI') and not SHARED.is_dir():
+        pytest.exit(f'CI run without the real test data at {SHARED} (../shared/data beside the checkout)', returncode=1)
+
+
 @pytest.fixture(scope='session')
 def shared() -> Path:
     "The real public datasets (../shared/data); tests that need them skip clearly if absent."

@@ -10,7 +10,7 @@ from dcresearch import eda
 from dcresearch.eda import load_for_eda, profile_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent/'shared'/'data'
+from conftest import SHARED as DATA
 TWEETS = DATA/'tweets'/'airline_tweets.csv'
 C4 = DATA/'web'/'c4_demo.jsonl'
 TOKENIZERS = DATA/'tokenizers'

@@ -16,7 +16,7 @@ from dcresearch.core import QUARANTINE_SCHEMA, RECORD_SCHEMA
 from dcresearch.io import (HtmlToText, RecordReader, detect_format, ingest_steps, read_records, resolve_inputs,
                            write_jsonl, write_parquet)
 
-DATA = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+from conftest import SHARED as DATA
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f'shared test data not found at {DATA}')
 
 
