@@ -58,3 +58,18 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert load_ledger(tmp_path/'out').check().summary() == load_ledger(tmp_path/'ref').summary()
     s = load_ledger(tmp_path/'out').summary()
     assert s['n_in'] == 1206 and s['n_quarantined'] == 6 and s['n_rejected'] > 0
+
+
+def test_a_step_that_loses_rows_fails_the_run_and_commits_nothing(tmp_path):
+    from dcresearch.core import Step, StepResult
+    from dcresearch.io import RecordReader
+    from dcresearch.pipeline import Pipeline, StepContractError
+
+    class DropsFirstRowSilently(Step):
+        def __call__(self, t): return StepResult(kept=t.slice(1))
+
+    write_sample(tmp_path/'in', n_docs=50, seed=1, n_files=1, n_broken=0)
+    import pytest
+    with pytest.raises(StepContractError, match='DropsFirstRowSilently on shard 0'):
+        Pipeline([DropsFirstRowSilently()], progress=False).run(RecordReader(tmp_path/'in'), tmp_path/'out')
+    assert not (tmp_path/'out'/'records').exists() and not (tmp_path/'out'/'run.json').exists()
