@@ -8,6 +8,7 @@ from pathlib import Path
 root = Path(__file__).resolve().parents[1]
 frozen = subprocess.run([sys.executable, '-m', 'pip', 'freeze', '--exclude-editable'], check=True,
                         capture_output=True, text=True).stdout.split()
+frozen = [l.split('+')[0] if '==' in l else l for l in frozen]  # torch==2.13.0+cpu -> torch==2.13.0 (the local CPU wheel)
 pins = sorted((l for l in frozen if '==' in l and not l.lower().startswith(('dcresearch', 'pip==', 'setuptools==', 'wheel=='))),
               key=str.lower)
 head = '# Exact versions installed by `make` (pip -c). Regenerate with `make lock`.\n'
