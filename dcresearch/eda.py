@@ -69,11 +69,6 @@ def text_hashes(texts: pa.Array|pa.ChunkedArray) -> np.ndarray:
     return pd.util.hash_array(values, categorize=False)
 
 # %% ../nbs/05_eda.ipynb #ea1c503f
-@functools.lru_cache(maxsize=1)
-def _langid_model():
-    from py3langid.langid import LanguageIdentifier, MODEL_FILE
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-
 class LanguageDetector:
     "Language (ISO 639 code, `und` when unsure) and confidence per text, with py3langid."
     def __init__(self, sample_chars: int=1000,  # characters from the start of each text to look at
@@ -83,12 +78,8 @@ class LanguageDetector:
 
     def __call__(self, texts: pa.Array|pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         "Languages (object array) and confidences (float32 array) of `texts`."
-        model = _langid_model()
-        has_letters = pc.fill_null(pc.match_substring_regex(texts, r'\p{L}'), False).to_numpy(zero_copy_only=False)
-        heads = pc.utf8_slice_codeunits(pc.fill_null(texts, ''), 0, self.sample_chars).to_pylist()
-        langs, confs = np.full(len(heads), 'und', dtype=object), np.zeros(len(heads), dtype=np.float32)
-        for i in np.flatnonzero(has_letters):
-            langs[i], confs[i] = model.classify(heads[i])
+        from dcresearch.clean import identify_languages
+        langs, confs = identify_languages(texts, self.sample_chars)
         langs[confs < self.min_confidence] = 'und'
         return langs, confs
 

@@ -81,3 +81,53 @@ def test_pipeline_small_end_to_end(tmp_path):
     assert (tmp_path/'reports'/'eda.html').exists() and (tmp_path/'reports'/'index.html').exists()
     run = json.loads((tmp_path/'data'/'lake'/'ingest'/'run.json').read_text())
     assert run['counts']['n_in'] == 306 and run['counts']['n_quarantined'] == 6
+
+
+def test_clean_annotate_writes_one_decision_per_input_line(shared, tmp_path):
+    lines = (shared/'web'/'c4_demo.jsonl').read_text().splitlines()[:60]
+    lines[3] = json.dumps({'id': 'doc-with-own-id', 'text': json.loads(lines[3])['text']})
+    lines.insert(10, '{"text": broken')
+    (tmp_path/'in.jsonl').write_text('\n'.join(lines) + '\n')
+    r = dcr('clean', tmp_path/'in.jsonl', '--out', tmp_path/'out', '--annotate', '--quiet')
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(l) for l in (tmp_path/'out'/'decisions.jsonl').read_text().splitlines()]
+    assert len(rows) == 61  # every input line, the broken one included
+    assert [r['id'] for r in rows][:5] == [0, 1, 2, 'doc-with-own-id', 4]
+    assert rows[10] == {'id': 10, 'keep': False, 'reasons': ['io:invalid_json']}
+    assert all(set(r) == {'id', 'keep', 'reasons'} and isinstance(r['keep'], bool) for r in rows)
+    assert all(r['keep'] == (r['reasons'] == []) for r in rows)
+    assert any(not r['keep'] for r in rows[:10] + rows[11:]) and any(r['keep'] for r in rows)
+    assert all(reason.split(':')[0] in {'gopher_quality', 'gopher_repetition', 'c4_quality', 'fineweb_quality'}
+               for r in rows if r['id'] != 10 for reason in r['reasons'])
+    from dcresearch.lake import read_delta_table
+    assert read_delta_table(tmp_path/'out'/'records').num_rows == 60  # annotate drops nothing
+
+
+def test_dedup_writes_removed_with_kept_ids(shared, tmp_path):
+    lines = (shared/'web'/'c4_demo.jsonl').read_text().splitlines()[:50]
+    doc = json.loads(lines[7])['text']
+    lines += [lines[2], json.dumps({'text': doc.replace('. ', '.  ', 3) + ' Share this page.'})]
+    (tmp_path/'in.jsonl').write_text('\n'.join(lines) + '\n')
+    r = dcr('dedup', tmp_path/'in.jsonl', '--out', tmp_path/'out', '--quiet')
+    assert r.returncode == 0, r.stderr
+    removed = [json.loads(l) for l in (tmp_path/'out'/'removed.jsonl').read_text().splitlines()]
+    assert {(x['id'], x['kept_id']) for x in removed} == {(50, 2), (51, 7)}
+    assert all(x['reason'].startswith('dedup:') for x in removed)
+
+
+def test_cleaning_report_small(tmp_path):
+    "sample -> ingest -> clean -> dedup -> cleaning report, at a small size."
+    recipe = tmp_path/'r.yaml'
+    recipe.write_text('''stages:
+  - sample: {out: data/sample, docs: 300, files: 2}
+  - ingest: {inputs: [data/sample], out: data/lake/ingest}
+  - clean: {inputs: [data/lake/ingest], out: data/lake/clean, normalize: true}
+  - dedup: {inputs: [data/lake/clean], out: data/lake/dedup}
+  - report: {name: cleaning, params: {score_sample: 300}}
+''')
+    r = dcr('pipeline', recipe, '--quiet', cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    page = (tmp_path/'reports'/'cleaning.html').read_text()
+    assert 'hl-ipython3' not in page and page.count('data:image/png;base64') >= 6
+    for section in ('Documents and tokens through the steps', 'Removals by reason', 'Duplicates side by side', 'Language mix'):
+        assert section in page
