@@ -11,8 +11,8 @@ import pytest
 
 from dcresearch.core import Step, split_by_mask
 from dcresearch.io import RecordReader
-from dcresearch.lake import read_delta_table, write_delta
-from dcresearch.lakeops import (ERASURE_LOG, LakeOpsError, backup, erasure_plan, files_containing, lake,
+from dcresearch.lake import read_delta_table, sql, write_delta
+from dcresearch.lakeops import (ERASURE_LOG, ErasureIncomplete, LakeOpsError, backup, erase, erasure_plan, files_containing, lake,
                                 read_erasure_log, restore_backup, restore_version, table_history, verify_backup)
 from dcresearch.pipeline import Pipeline, load_ledger
 from dcresearch.sample import write_sample
@@ -122,7 +122,7 @@ def test_backup_verify_detects_corruption(lake_copy, tmp_path, capsys):
     f = next(iter(man['files']))
     assert man['files'][f]['sha256'] == hashlib.sha256((stage/f).read_bytes()).hexdigest()
     assert lake('verify', str(stage), dest=str(tmp_path/'bk')).ok  # the live stage is unchanged since the backup
-    assert backup(lake_dir, 'memory://lakeops-test/whole').verify.ok  # a whole lake, to an fsspec URL
+    assert backup(lake_dir, f'memory://{tmp_path.name}/whole').verify.ok  # a whole lake, to an fsspec URL
     part = next((tmp_path/'bk'/'records').glob('*.parquet'))
     data = bytearray(part.read_bytes()); data[100] ^= 1; part.write_bytes(bytes(data))
     rep = verify_backup(tmp_path/'bk')
@@ -139,14 +139,15 @@ def test_backup_verify_detects_corruption(lake_copy, tmp_path, capsys):
 def test_verified_restore_equals_the_original(lake_copy, tmp_path):
     lake_dir, _ = lake_copy
     stage = lake_dir/'ingest'
-    backup(stage, 'memory://lakeops-test/restore')
-    res = lake('restore', str(tmp_path/'back'), dest='memory://lakeops-test/restore')
+    mem = f'memory://{tmp_path.name}/restore'
+    backup(stage, mem)
+    res = lake('restore', str(tmp_path/'back'), dest=mem)
     assert set(res.tables) == {'records', 'rejected', 'quarantine', 'ledger'}
     for name, keys in [('records', ['id']), ('rejected', ['id']), ('quarantine', ['source', 'line'])]:
         assert _sorted(read_delta_table(tmp_path/'back'/name), keys) == _sorted(read_delta_table(stage/name), keys), name
     assert str(load_ledger(tmp_path/'back')) == str(load_ledger(stage))
-    assert verify_backup(tmp_path/'back', 'memory://lakeops-test/restore').ok
-    with pytest.raises(LakeOpsError, match='not empty'): restore_backup('memory://lakeops-test/restore', tmp_path/'back')
+    assert verify_backup(tmp_path/'back', mem).ok
+    with pytest.raises(LakeOpsError, match='not empty'): restore_backup(mem, tmp_path/'back')
 
 
 def test_erase_by_email_leaves_no_byte_behind(lake_copy, capsys):
@@ -161,9 +162,14 @@ def test_erase_by_email_leaves_no_byte_behind(lake_copy, capsys):
     assert plan.matches['ingest/ledger'] == 0
     assert email not in capsys.readouterr().out
     assert read_delta_table(stage/'records').num_rows == before['records'].num_rows
+    (stage/'decisions.jsonl').write_text(json.dumps(dict(id=1, who=email)) + '\n' + json.dumps(dict(id=2)) + '\n')
     rep = lake('erase', str(lake_dir), value=email, yes=True)
     assert rep.verified and rep.deleted == plan.matches
+    assert rep.side_files == {'ingest/decisions.jsonl': 1} and (stage/'decisions.jsonl').read_text() == '{"id": 2}\n'
     assert _scan(lake_dir, email) == [] and files_containing(lake_dir, email) == []
+    # the rewritten tables still take filtered reads and SQL (DeltaTable.delete's string_view files would not)
+    some_id = read_delta_table(stage/'records')['id'][0].as_py()
+    assert sql(f"select count(*) from records where id = '{some_id}'", stage).fetchall() == [(1,)]
     # every other row is still there, unchanged
     for name, t in before.items():
         col = 'raw' if name == 'quarantine' else 'text'
@@ -211,3 +217,12 @@ def test_erase_refuses_unclear_or_unsafe_requests(lake_copy):
     (lake_dir/'ingest'/'_work').mkdir()
     with pytest.raises(LakeOpsError, match='partial pipeline run'): lake('erase', str(lake_dir), value=email, yes=True)
     assert files_containing(lake_dir/'ingest'/'records', email)  # nothing was touched
+
+
+def test_erase_fails_loudly_when_the_value_survives_elsewhere(lake_copy):
+    lake_dir, email = lake_copy
+    (lake_dir/'ingest'/'notes.txt').write_text(f'called {email} on Monday')
+    with pytest.raises(ErasureIncomplete, match='notes.txt'): erase(lake_dir, value=email)
+    entry = read_erasure_log(lake_dir)[-1]
+    assert entry['verified'] is False and entry['leftover'] == ['ingest/notes.txt']
+    assert _scan(lake_dir, email) == ['ingest/notes.txt']  # the tables themselves are clean
