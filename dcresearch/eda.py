@@ -563,12 +563,13 @@ def styled(df: pd.DataFrame, precision: int=2):
     "A pandas Styler for report tables: counts with separators, shares as percentages, no index."
     df, fmt = df.reset_index(drop=True), {}
     for c in df.columns:
-        if c in ('share', 'rate') or str(c).endswith('%'): fmt[c] = _pct
+        if c in ('share', 'rate') or str(c).endswith(('%', '_share')) or str(c).startswith('share'): fmt[c] = _pct
         elif pd.api.types.is_integer_dtype(df[c]): fmt[c] = '{:,}'
         elif pd.api.types.is_float_dtype(df[c]): fmt[c] = f'{{:,.{precision}f}}'
     text_cols = [c for c in df.columns if c not in fmt]
     locators = [c for c in df.columns if c in ('source', 'location')]   # `file:line` reads best on one line
-    return (df.style.format(fmt, na_rep='—').hide(axis='index')
+    # escape first: redacted text like `<EMAIL>` must show as text, not vanish as an HTML tag
+    return (df.style.format({c: fmt.get(c) for c in df.columns}, na_rep='—', escape='html').hide(axis='index')
             .set_properties(subset=text_cols, **{'text-align': 'left'})
             .set_properties(subset=locators, **{'white-space': 'nowrap'})
             .set_table_styles([{'selector': 'th', 'props': [('text-align', 'left')]}]))

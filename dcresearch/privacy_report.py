@@ -48,6 +48,14 @@ def plot_pii_types(by_type: pd.DataFrame, n_docs: int):
                  'entity type', 'no PII found', share_of=None)
 
 # %% ../nbs/16_privacy_report.ipynb #ad9854d0
+def _window(text: str, chars: int) -> str:
+    "`chars` characters of `text` around its first redaction tag (`<EMAIL>`), with … where cut."
+    import re
+    m = re.search(r'<[A-Z][A-Z_]*>', text)
+    start = max(0, (m.start() if m else 0) - chars // 3)
+    end = min(len(text), start + chars)
+    return ('…' if start else '') + text[start:end] + ('…' if end < len(text) else '')
+
 def redacted_examples(stage_dir: str|Path, n: int=8, chars: int=300) -> pd.DataFrame:
     "Up to `n` redacted documents that had PII, with the entity types found in each."
     out = []
@@ -56,6 +64,6 @@ def redacted_examples(stage_dir: str|Path, n: int=8, chars: int=300) -> pd.DataF
             spans = json.loads(spans) if spans else []
             if not spans: continue
             types = ', '.join(f'{k}×{v}' if v > 1 else k for k, v in sorted(Counter(s['entity_type'] for s in spans).items()))
-            out.append(dict(source=src, types=types, redacted_text=(text or '')[:chars] + ('…' if text and len(text) > chars else '')))
+            out.append(dict(source=src, types=types, redacted_text=_window(text or '', chars)))
             if len(out) >= n: return pd.DataFrame(out)
     return pd.DataFrame(out, columns=['source', 'types', 'redacted_text'])
