@@ -22,10 +22,17 @@ $(STAMP): settings.ini setup.py constraints.txt
 	touch $(STAMP)
 venv: $(STAMP)
 
-pipeline: $(STAMP)
+# English WordNet for text augmentation comes from Debian's wordnet-base (no PyPI package ships the data).
+WORDNET := /usr/share/wordnet/data.noun
+$(WORDNET):
+	@echo "installing Debian wordnet-base (English synonyms for dcresearch.augment)"
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wordnet-base >/dev/null; \
+	 else sudo apt-get install -y wordnet-base || echo "WARNING: could not install wordnet-base; English synonym augmentation needs it"; fi
+
+pipeline: $(STAMP) $(WORDNET)
 	$(TEST_ENV) $(BIN)/dcr pipeline
 
-test: $(STAMP)
+test: $(STAMP) $(WORDNET)
 	scripts/check-notebooks
 	$(TEST_ENV) $(BIN)/nbdev_test --n_workers 2
 	$(TEST_ENV) $(BIN)/python -m pytest tests -q -p no:cacheprovider
