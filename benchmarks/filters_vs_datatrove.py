@@ -69,24 +69,9 @@ def datatrove_decisions(texts: list[str]) -> dict:
 
 
 def our_decisions(texts: list[str]) -> tuple[dict, dict]:
-    "Same as `datatrove_decisions` for dcresearch (reasons in datatrove's names), plus our scores and details per filter."
-    table = make_records(texts, [f'doc#{i}' for i in range(len(texts))], ids=[str(i) for i in range(len(texts))])
-    out, scores = {}, {}
-    for f in F.default_quality_filters():
-        keep, reasons, sc, _ = f.score(table)
-        names = F.DATATROVE_REASONS[f.name]
-        out[f.name] = [(bool(k), None if r is None else names[r.split(':', 1)[1]]) for k, r in zip(keep, reasons)]
-        scores[f.name] = sc
-    t, why = table, {}
-    for f in F.default_quality_filters():
-        res = f(t)
-        if res.rejected is not None:
-            for i, r in zip(res.rejected['id'].to_pylist(), res.rejected['reason'].to_pylist()):
-                name, rule = r.split(':', 1)
-                why[int(i)] = f'{name}:{F.DATATROVE_REASONS[name][rule]}'
-        t = res.kept
-    out['chain'] = [(i not in why, why.get(i)) for i in range(len(texts))]
-    return out, scores
+    "Same as `datatrove_decisions` for dcresearch (reasons in datatrove's names), plus our scores per filter."
+    d = F.decisions_as_datatrove(texts)
+    return d['decisions'], d['scores']
 
 
 def agreement(texts: list[str], verbose: bool=True) -> dict:

@@ -50,20 +50,8 @@ def datatrove_decisions(texts):
 
 
 def our_decisions(texts):
-    table, out = records(texts), {}
-    for f in F.default_quality_filters():
-        keep, reasons, _, _ = f.score(table)
-        out[f.name] = [(bool(k), None if r is None else F.DATATROVE_REASONS[f.name][r.split(':', 1)[1]]) for k, r in zip(keep, reasons)]
-    t, dropped = table, {}
-    for f in F.default_quality_filters():
-        res = f(t)
-        if res.rejected is not None:
-            for i, r in zip(res.rejected['id'].to_pylist(), res.rejected['reason'].to_pylist()):
-                name, rule = r.split(':', 1)
-                dropped[int(i)] = f'{name}:{F.DATATROVE_REASONS[name][rule]}'
-        t = res.kept
-    out['chain'] = [(i not in dropped, dropped.get(i)) for i in range(len(texts))]
-    return out, dict(zip(map(int, t['id'].to_pylist()), t['text'].to_pylist()))
+    d = F.decisions_as_datatrove(texts)
+    return d['decisions'], d['final_text']
 
 
 def compare(texts, min_agreement):
