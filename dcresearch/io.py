@@ -23,7 +23,7 @@ from .core import make_records, quarantine_table, split_by_mask, stable_id
 # %% auto #0
 __all__ = ['SUPPORTED_FORMATS', 'COMPRESSIONS', 'FORMAT_BY_EXTENSION', 'READER_VERSION', 'HTML_CONTENT_TYPES', 'detect_format',
            'resolve_inputs', 'ReadBatch', 'RecordReader', 'read_records', 'HtmlToText', 'ingest_steps', 'write_jsonl',
-           'write_parquet']
+           'write_parquet', 'split_source', 'input_ids', 'write_json_lines']
 
 # %% ../nbs/01_io.ipynb #3b7b5686
 SUPPORTED_FORMATS = ('jsonl', 'json', 'csv', 'tsv', 'parquet', 'txt', 'warc')
@@ -658,3 +658,35 @@ def write_parquet(tables: Iterable[pa.Table], # tables with one schema (the firs
         finally:
             if writer is not None: writer.close()
     return n
+
+# %% ../nbs/01_io.ipynb #e19f6bed
+def split_source(source: str,  # a record's locator: `path:line` (1-based) or `path#index`
+                ) -> tuple[str, int|None]:
+    "`a.jsonl:17` -> ('a.jsonl', 16) (0-based line); `a.json#3` -> ('a.json', 3)."
+    if '#' in source:
+        f, _, i = source.rpartition('#')
+        if i.isdigit(): return f, int(i)
+    f, _, l = source.rpartition(':')
+    return (f, int(l) - 1) if l.isdigit() else (source, None)
+
+def input_ids(sources: list[str],  # the records' `source` locators
+              metas: list[str|None],  # the records' `meta` JSON
+             ) -> list:
+    "The id a user knows each record by: its own `id` field, else its 0-based line (or record index); `file:n` when there are several files."
+    files = {split_source(s)[0] for s in sources}
+    out = []
+    for src, meta in zip(sources, metas):
+        m = json.loads(meta) if meta else {}
+        if isinstance(m, dict) and 'id' in m: out.append(m['id']); continue
+        file, n = split_source(src)
+        out.append(n if len(files) == 1 else f'{file}:{n}')
+    return out
+
+def write_json_lines(rows: list[dict],  # JSON-serialisable rows
+                     path: str|Path,  # file to write (parent folders are created)
+                    ) -> Path:
+    "Write `rows` as JSON Lines (UTF-8, non-ASCII kept) and return the path."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        for r in rows: f.write(json.dumps(r, ensure_ascii=False, default=str) + '\n')
+    return path

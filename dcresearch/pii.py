@@ -945,7 +945,7 @@ def _quarantine_locator(source: str, line: int|None, raw: dict) -> str:
 def pii_outputs(stage_dir: str|Path,  # stage directory written by `pii` (or a pipeline with `RedactPII`)
                ) -> tuple[list[dict], list[dict]]:
     "The `spans.jsonl` and `redacted.jsonl` rows of a privacy stage, one per input record, in input order."
-    from dcresearch.cli import _input_ids, _split_source
+    from dcresearch.io import input_ids, split_source
     from dcresearch.lake import read_delta_table
     recs = read_delta_table(Path(stage_dir)/'records', columns=['source', 'meta', 'text', 'pii_spans'])
     q = read_delta_table(Path(stage_dir)/'quarantine', columns=['source', 'line', 'reason', 'raw'])
@@ -957,9 +957,9 @@ def pii_outputs(stage_dir: str|Path,  # stage directory written by `pii` (or a p
         info = info if isinstance(info, dict) else {}
         meta = json.dumps({'id': info['id']}) if 'id' in info else None
         items.append((_quarantine_locator(src, line, info), meta, dict(spans=[], text=None, error=reason)))
-    ids = _input_ids([s for s, _, _ in items], [m for _, m, _ in items])
+    ids = input_ids([s for s, _, _ in items], [m for _, m, _ in items])
     def order(k):
-        f, n = _split_source(items[k][0])
+        f, n = split_source(items[k][0])
         return (f, -1 if n is None else n)
     spans, texts = [], []
     for k in sorted(range(len(items)), key=order):
@@ -981,13 +981,13 @@ def pii(inputs: list[str],  # files/globs (JSON array, JSONL, CSV, Parquet, ...)
         vault: str=None,  # pseudonymise only: directory for the encrypted token map (key: $DCR_PII_VAULT_KEY)
        ):
     "Find and redact PII; write a privacy stage directory plus spans.jsonl and redacted.jsonl (one line per input record)."
-    from dcresearch.cli import _write_jsonl
+    from dcresearch.io import write_json_lines
     from dcresearch.pipeline import Pipeline, open_source
     step = RedactPII(entities=entities, operator=operator, language=language, vault=vault)
     source = _IdOnlyQuarantine(open_source(inputs, text_field=text_field))
     res = Pipeline([step], stage='privacy', workers=workers, progress=not quiet).run(source, out)
     spans, texts = pii_outputs(out)
-    _write_jsonl(spans, Path(out)/'spans.jsonl'); _write_jsonl(texts, Path(out)/'redacted.jsonl')
+    write_json_lines(spans, Path(out)/'spans.jsonl'); write_json_lines(texts, Path(out)/'redacted.jsonl')
     if not quiet:
         n_found = sum(len(s['spans']) for s in spans)
         missing = coverage(step.entities, language, step.ner_model).query('not covered').entity_type.tolist()
