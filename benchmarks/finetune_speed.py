@@ -13,6 +13,8 @@ A randomly initialised Llama-style model (default: hidden 2048, 22 layers, 32 he
 - `project`: `dcresearch.finetune.fast_path_options(device, 'llama')` with `dcresearch.finetune.deepspeed_config(2)`;
 - `fused_optim`, `attention`, `liger`, `packing`, `compile`: the plain path with one of the project's choices
   switched on, so the effect of each is measured alone;
+- `no_fused_optim`, `no_attention`, `no_liger`, `no_packing`: the project's path with that one choice switched
+  back to plain, so each choice is measured off as well (skipped where the project's path has it off already);
 - `project_compile`: the project's path plus torch.compile (off by default: it crashed with Liger + ZeRO-2 on an H200).
 
 On a GPU machine install a CUDA build of torch and `liger-kernel` and `flash-attn`: without them the `liger` (and,
@@ -54,7 +56,10 @@ FULL = dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_
             vocab_size=32000, seq=2048, micro_batch=8, steps=30, warmup=5, doc_median=600)
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=176,
             vocab_size=512, seq=128, micro_batch=4, steps=3, warmup=1, doc_median=40)
-CONFIGS = ('plain', 'project', 'fused_optim', 'attention', 'liger', 'packing', 'compile', 'project_compile')
+CHOICES = {'fused_optim': 'optim', 'attention': 'attn_implementation', 'liger': 'use_liger_kernel', 'packing': 'packing',
+           'compile': 'torch_compile'}   # configuration name -> the training option it switches
+CONFIGS = ('plain', 'project', 'fused_optim', 'attention', 'liger', 'packing', 'compile', 'project_compile',
+           'no_fused_optim', 'no_attention', 'no_liger', 'no_packing')
 PLAIN = dict(optim='adamw_torch', attn_implementation=None, use_liger_kernel=False, packing=False, torch_compile=False)
 # the plain path's ZeRO-2 config, as in the transformers DeepSpeed docs ("auto" values are filled in by the Trainer)
 PLAIN_ZERO2 = {'bf16': {'enabled': 'auto'}, 'fp16': {'enabled': 'auto'},
@@ -83,8 +88,10 @@ def config_options(name: str, device: str) -> dict:
     if name in ('project', 'project_compile'):
         opts = {**PLAIN, **proj, 'deepspeed': 'project'}
         return {**opts, 'torch_compile': True} if name == 'project_compile' else opts
-    one = {'fused_optim': 'optim', 'attention': 'attn_implementation', 'liger': 'use_liger_kernel',
-           'packing': 'packing', 'compile': 'torch_compile'}[name]
+    if name.startswith('no_'):   # the project's path with one choice as the plain path has it
+        one = CHOICES[name[3:]]
+        return {**PLAIN, **proj, 'deepspeed': 'project', one: PLAIN[one]}
+    one = CHOICES[name]
     value = proj.get(one)
     # a choice the project leaves off here (compile; Liger where it is not installed; the fused optimizer on CPU) is still measured on
     if name in ('liger', 'packing', 'compile'): value = True
@@ -222,6 +229,9 @@ def run_config(name: str, a: dict, timeout: int) -> dict:
     except Exception as e:
         return {'config': name, 'device': a['device'], 'status': 'failed', 'error': f'{type(e).__name__}: {e}'}
     why = unavailable(opts, a['device'])
+    same = lambda o: {**o, 'attn_implementation': o['attn_implementation'] or 'sdpa'}   # None: the model's default, sdpa
+    if not why and name.startswith('no_') and same(opts) == same(config_options('project', a['device'])):
+        why = f"the project's path already has {name[3:]} as the plain path has it here (same as `project`)"
     if why: return {'config': name, 'device': a['device'], 'status': 'skipped', 'reason': why, 'options': opts}
     a = {**a, 'options': opts, 'ds_config': ds}
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))}

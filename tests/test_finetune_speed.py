@@ -42,12 +42,12 @@ def test_unknown_configuration_is_refused():
 
 def test_tiny_cpu_run_prints_one_json_line_per_configuration_and_a_summary(tmp_path):
     "Plain and project paths really train (ZeRO-2, one process, CPU); Liger is reported as skipped, not crashed."
-    r = subprocess.run([sys.executable, str(SCRIPT), '--tiny', '--device', 'cpu', '--configs', 'plain,project,liger',
+    r = subprocess.run([sys.executable, str(SCRIPT), '--tiny', '--device', 'cpu', '--configs', 'plain,project,liger,no_packing,no_liger',
                         '--work-dir', str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [json.loads(l) for l in r.stdout.splitlines() if l.startswith('{')]
     by = {l['config']: l for l in lines if 'config' in l}
-    assert list(by) == ['plain', 'project', 'liger']
+    assert list(by) == ['plain', 'project', 'liger', 'no_packing', 'no_liger']
     for name in ('plain', 'project'):
         res = by[name]
         assert res['status'] == 'ok', res
@@ -55,6 +55,9 @@ def test_tiny_cpu_run_prints_one_json_line_per_configuration_and_a_summary(tmp_p
         assert res['tokens_per_step'] == 4 * 128 and res['timed_steps'] == 3
     assert by['plain']['options']['optim'] == 'adamw_torch' and not by['plain']['options']['packing']
     assert by['liger']['status'] == 'skipped' and 'liger' in by['liger']['reason'].lower()
+    # each choice off again: the project's path without packing trains; without Liger it is the project's path itself on CPU
+    assert by['no_packing']['status'] == 'ok' and not by['no_packing']['options']['packing'] and by['project']['options']['packing']
+    assert by['no_liger']['status'] == 'skipped' and 'same as `project`' in by['no_liger']['reason']
     summary = lines[-1]
     assert summary['summary'] and summary['plain']['tokens_per_s'] == by['plain']['tokens_per_s']
     assert summary['speedup'] == round(by['project']['tokens_per_s'] / by['plain']['tokens_per_s'], 3)
