@@ -295,7 +295,7 @@ def _byte_features(data: np.ndarray, starts: np.ndarray, lens: np.ndarray, m: di
 
 def identify_languages(texts: pa.Array|pa.ChunkedArray|list,  # texts (nulls count as empty)
                        sample_chars: int=1000,  # characters from the start of each text to look at
-                       batch_size: int=4096,  # texts per vectorised pass (bounds memory)
+                       batch_size: int=1024,  # texts per vectorised pass (bounds memory: about 60 MB at 1,000 characters each)
                       ) -> tuple[np.ndarray, np.ndarray]:
     "Language code (object array; `und` for texts without letters) and probability (float32) of each text, with py3langid."
     import scipy.sparse as sp

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .eda import approx_token_counts, _figure, _barh, ACCENT, COLOR
-from .lake import read_delta, read_delta_table
+from .lake import read_delta, read_delta_table, read_stage_table, stage_version
 from .pipeline import load_ledger
 
 # %% auto #0
@@ -92,7 +92,7 @@ def removed_examples(stage_dir: str|Path,  # stage directory with a `rejected` t
                      seed: int=0,  # which examples (deterministic for a seed)
                     ) -> pd.DataFrame:
     "A few rejected documents per reason, with their detail and the start of their text."
-    t = read_delta_table(Path(stage_dir)/'rejected', columns=['id', 'source', 'reason', 'detail', 'text'])
+    t = read_stage_table(stage_dir, 'rejected', ['id', 'source', 'reason', 'detail', 'text'])
     out = []
     for reason in sorted(set(t['reason'].to_pylist())):
         sub = t.filter(pc.equal(t['reason'], reason))
@@ -110,7 +110,7 @@ def duplicate_pairs(dedup_dir: str|Path,  # stage directory written by dedup
                     seed: int=0,  # which pairs (deterministic for a seed)
                    ) -> pd.DataFrame:
     "Removed duplicates next to the document kept in their place."
-    rej = read_delta_table(Path(dedup_dir)/'rejected')
+    rej = read_stage_table(dedup_dir, 'rejected')
     if rej.num_rows == 0 or 'kept_id' not in rej.column_names:
         return pd.DataFrame(columns=['reason', 'kept_source', 'kept_text', 'removed_source', 'removed_text'])
     order = _hash_order(rej['id'].to_pylist(), seed)[:n]
@@ -160,10 +160,11 @@ def sample_records(stage_dir: str|Path,  # stage directory
                    seed: int=0,  # which documents (deterministic for a seed)
                   ) -> pa.Table:
     "Up to `n` records of a stage, chosen by id hash."
-    ids = read_delta_table(Path(stage_dir)/'records', columns=['id'])['id'].to_pylist()
+    version = stage_version(stage_dir, 'records')
+    ids = read_delta_table(Path(stage_dir)/'records', version, ['id'])['id'].to_pylist()
     chosen = [ids[i] for i in _hash_order(ids, seed)[:n]]
-    parts = list(read_delta(Path(stage_dir)/'records', filter=pc.field('id').isin(chosen)))
-    if not parts: return read_delta_table(Path(stage_dir)/'records').slice(0, 0)
+    parts = list(read_delta(Path(stage_dir)/'records', version, filter=pc.field('id').isin(chosen)))
+    if not parts: return read_delta_table(Path(stage_dir)/'records', version).slice(0, 0)
     return pa.concat_tables(parts).sort_by('id')
 
 def score_histograms(stage_dir: str|Path,  # stage whose records are scored (e.g. the ingest stage)

@@ -2,7 +2,7 @@
 
 # %% ../nbs/07_cli.ipynb #3b76f334
 from __future__ import annotations
-import argparse, inspect, json, sys, time, types, typing
+import argparse, inspect, json, os, sys, time, types, typing
 from pathlib import Path
 
 import yaml
@@ -10,11 +10,12 @@ from fastcore.docments import docments
 
 from .core import data_dir, get_logger, reports_dir
 from .io import input_ids, split_source, write_json_lines
+from .lake import StageLocked
 
 # %% auto #0
 __all__ = ['LAZY_COMMANDS', 'RECIPE_COMMANDS', 'CLI_POSITIONAL', 'COMMANDS', 'USER_ERRORS', 'ingest', 'sample', 'report',
-           'ledger', 'sql', 'clean_decisions', 'clean', 'dedup', 'command_function', 'default_recipe', 'load_recipe',
-           'pipeline', 'command_parser', 'main']
+           'ledger', 'sql', 'StageVerifyError', 'verify', 'clean_decisions', 'clean', 'dedup', 'command_function',
+           'default_recipe', 'load_recipe', 'pipeline', 'command_parser', 'check_out', 'main']
 
 # %% ../nbs/07_cli.ipynb #5ad3d58e
 def ingest(inputs: list[str],  # files, globs, directories or fsspec URLs to read
@@ -85,7 +86,7 @@ def report(name: str=None,  # report to run (see --list), or a path to an .ipynb
 
 # %% ../nbs/07_cli.ipynb #2a6d6850
 def ledger(stage_dir: str,  # stage directory written by `dcr ingest` or a pipeline stage
-           version: int=None,  # ledger table version (time travel); default: latest
+           version: int=None,  # ledger table version (time travel); default: the last finished run's
           ):
     "Print the ledger of a stage directory and check its invariant."
     from dcresearch.pipeline import load_ledger
@@ -104,30 +105,64 @@ def sql(query: str,  # DuckDB SQL over the stage's tables: records, rejected, qu
         print(df.head(limit).to_string(index=False))
     return df
 
+class StageVerifyError(RuntimeError):
+    "A stage's tables, ledger and run.json disagree (`dcr verify` exits 1)."
+
+def verify(stage_dir: str,  # stage directory to check
+           quiet: bool=False,  # print only problems
+          ):
+    "Recount every table of a stage and compare with its ledger and run.json; exit 1 if they disagree."
+    from dcresearch.pipeline import verify_stage
+    check = verify_stage(stage_dir)
+    if not quiet or not check.ok: print(check)
+    if not check.ok: raise StageVerifyError(f'{stage_dir}: {len(check.problems)} problem(s): re-run the command that wrote it')
+    return check
+
 # %% ../nbs/07_cli.ipynb #40906555
+_LOCATED = r"""
+    case when regexp_matches(source, '#[0-9]+$') then regexp_replace(source, '#[0-9]+$', '')
+         when regexp_matches(source, ':[0-9]+$') then regexp_replace(source, ':[0-9]+$', '') else source end as file,
+    case when regexp_matches(source, '#[0-9]+$') then cast(regexp_extract(source, '#([0-9]+)$', 1) as bigint)
+         when regexp_matches(source, ':[0-9]+$') then cast(regexp_extract(source, ':([0-9]+)$', 1) as bigint) - 1 end as n"""
+
+def _sql_str(s: str) -> str: return "'" + s.replace("'", "''") + "'"
+
 def clean_decisions(stage_dir: str|Path,  # stage directory written by `clean`
                     filters: list[str],  # filter names whose `<name>__keep` columns decide (annotate mode)
-                   ) -> list[dict]:
-    "One `{id, keep, reasons}` per input document of a clean run, in input order."
-    from dcresearch.lake import read_delta_table
-    rows = []
-    recs = read_delta_table(Path(stage_dir)/'records')
-    ids = input_ids(recs['source'].to_pylist(), recs['meta'].to_pylist())
-    decided = {f: (recs[f'{f}__keep'].to_pylist(), recs[f'{f}__reason'].to_pylist())  # annotate mode's columns
-               for f in filters if f'{f}__keep' in recs.column_names}
-    for i, (src, rid) in enumerate(zip(recs['source'].to_pylist(), ids)):
-        reasons = [why[i] for _, why in decided.values() if why[i]]
-        rows.append((src, dict(id=rid, keep=all(keep[i] for keep, _ in decided.values()), reasons=reasons)))
-    rej = read_delta_table(Path(stage_dir)/'rejected', columns=['source', 'meta', 'reason'])
-    for src, rid, reason in zip(rej['source'].to_pylist(), input_ids(rej['source'].to_pylist(), rej['meta'].to_pylist()), rej['reason'].to_pylist()):
-        rows.append((src, dict(id=rid, keep=False, reasons=[reason])))
-    q = read_delta_table(Path(stage_dir)/'quarantine', columns=['source', 'line', 'reason'])
-    for src, line, reason in zip(q['source'].to_pylist(), q['line'].to_pylist(), q['reason'].to_pylist()):
-        rows.append((f'{src}:{line}', dict(id=(line - 1) if line is not None else None, keep=False, reasons=[reason])))
-    def _order(item):
-        f, n = split_source(item[0])
-        return (f, n if n is not None else -1)
-    return [r for _, r in sorted(rows, key=_order)]
+                    path: str|Path,  # JSON-lines file to write
+                    batch_rows: int=20_000,  # lines fetched from DuckDB at a time
+                   ) -> int:
+    "Write one `{id, keep, reasons}` line per input document of a clean run to `path`, in input order; return how many."
+    from dcresearch.io import quarantine_locator
+    from dcresearch.lake import read_stage_table, sql, stage_version, delta_dataset
+    d = Path(stage_dir)
+    cols = delta_dataset(d/'records', stage_version(d, 'records')).schema.names
+    decided = [f for f in filters if f'{f}__keep' in cols and f'{f}__reason' in cols]  # annotate mode's columns
+    keep = ' and '.join(f'coalesce("{f}__keep", true)' for f in decided) or 'true'
+    reasons = ('list_filter([' + ', '.join(f'"{f}__reason"' for f in decided) + '], lambda x: x is not null)') if decided else '[]::varchar[]'
+    # quarantine rows: `file:line` for line-based formats, `file#index` for the others (as their records would be)
+    qsrc = read_stage_table(d, 'quarantine', ['source'])['source'].unique().to_pylist()
+    by_line = ', '.join(f"({_sql_str(s)}, {str(quarantine_locator(s, 1).endswith(':1')).lower()})" for s in qsrc if s is not None)
+    qfiles = f'(values {by_line}) as qf(source, by_line)' if by_line else '(select null::varchar as source, null::boolean as by_line where false) as qf'
+    query = f"""
+    with rows as (
+        select source, try(json_extract(meta, '$.id')) as own_id, {keep} as keep, {reasons} as reasons from records
+        union all select source, try(json_extract(meta, '$.id')), false, [reason] from rejected
+        union all select case when q.line is null then q.source when qf.by_line then q.source || ':' || q.line else q.source || '#' || q.line end,
+                         try(json_extract(q.raw, '$.id')), false, [q.reason]
+                  from quarantine q left join {qfiles} on q.source = qf.source
+    ), located as (select *, {_LOCATED} from rows)
+    select json_object('id', coalesce(own_id, case when (select count(distinct file) from located) = 1 then to_json(n)
+                                                   else to_json(file || ':' || n) end),
+                       'keep', keep, 'reasons', reasons)::varchar as line
+    from located order by file, coalesce(n, -1)"""
+    n, path = 0, Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'wb') as f:
+        for batch in sql(query, stage_dir=d).fetch_arrow_reader(batch_rows):
+            lines = batch.column(0).to_pylist()
+            f.write(('\n'.join(lines) + '\n').encode('utf-8') if lines else b''); n += len(lines)
+    return n
 
 # %% ../nbs/07_cli.ipynb #3b4ef664
 def clean(inputs: list[str],  # files/globs, or one stage directory (e.g. data/lake/ingest)
@@ -144,15 +179,18 @@ def clean(inputs: list[str],  # files/globs, or one stage directory (e.g. data/l
     "Normalise, identify languages and apply the quality filters; write a stage directory and decisions.jsonl."
     from dcresearch.clean import LanguageFilter, LanguageIdentifier, NormalizeText, RemoveBoilerplateLines
     from dcresearch.filters import default_quality_filters
+    from dcresearch.lake import stage_lock
     from dcresearch.pipeline import Pipeline, open_source
     source = open_source(inputs, text_field=text_field)
     steps = ([NormalizeText(), RemoveBoilerplateLines()] if normalize else []) + [LanguageIdentifier()]
     if languages: steps.append(LanguageFilter(languages=languages, annotate=annotate))
     filters = default_quality_filters(annotate=annotate)
-    res = Pipeline(steps + filters, stage='clean', workers=workers, shard_size=shard_size, resume=not fresh,
-                   progress=not quiet).run(source, out)
-    names = [f.name for f in filters] + (['language'] if languages else [])
-    path = write_json_lines(clean_decisions(out, names), Path(out)/'decisions.jsonl')
+    with stage_lock(out):
+        res = Pipeline(steps + filters, stage='clean', workers=workers, shard_size=shard_size, resume=not fresh,
+                       progress=not quiet).run(source, out)
+        names = [f.name for f in filters] + (['language'] if languages else [])
+        path = Path(out)/'decisions.jsonl'
+        clean_decisions(out, names, path)
     if not quiet: print(f'\n{out}: {res.seconds:.1f} s; decisions in {path}\n{res.ledger}')
     return res
 
@@ -167,19 +205,20 @@ def dedup(inputs: list[str],  # files/globs, or one stage directory (e.g. data/l
          ):
     "Remove exact and near-duplicate documents; write a stage directory and removed.jsonl."
     from dcresearch.dedup import dedup_stage
-    from dcresearch.lake import read_delta_table
+    from dcresearch.lake import read_stage_table, stage_lock
     from dcresearch.pipeline import open_source
     source = open_source(inputs, text_field=text_field)
-    res = dedup_stage(source, out, methods=tuple(methods), reference=against, workers=workers, progress=not quiet)
-    recs = read_delta_table(Path(out)/'records', columns=['id', 'source', 'meta'])
-    rej = read_delta_table(Path(out)/'rejected')
-    user_id = dict(zip(recs['id'].to_pylist() + rej['id'].to_pylist(),
-                       input_ids(recs['source'].to_pylist() + rej['source'].to_pylist(), recs['meta'].to_pylist() + rej['meta'].to_pylist())))
-    kept_ids = rej['kept_id'].to_pylist() if 'kept_id' in rej.column_names else [None] * rej.num_rows  # no duplicates: no column
-    rows = sorted(zip(rej['source'].to_pylist(), input_ids(rej['source'].to_pylist(), rej['meta'].to_pylist()),
-                      rej['reason'].to_pylist(), kept_ids), key=lambda r: split_source(r[0]))
-    removed = [dict(id=rid, reason=reason, kept_id=user_id.get(kept, kept)) for _, rid, reason, kept in rows]
-    path = write_json_lines(removed, Path(out)/'removed.jsonl')
+    with stage_lock(out):
+        res = dedup_stage(source, out, methods=tuple(methods), reference=against, workers=workers, progress=not quiet)
+        recs = read_stage_table(out, 'records', ['id', 'source', 'meta'])
+        rej = read_stage_table(out, 'rejected')
+        user_id = dict(zip(recs['id'].to_pylist() + rej['id'].to_pylist(),
+                           input_ids(recs['source'].to_pylist() + rej['source'].to_pylist(), recs['meta'].to_pylist() + rej['meta'].to_pylist())))
+        kept_ids = rej['kept_id'].to_pylist() if 'kept_id' in rej.column_names else [None] * rej.num_rows  # no duplicates: no column
+        rows = sorted(zip(rej['source'].to_pylist(), input_ids(rej['source'].to_pylist(), rej['meta'].to_pylist()),
+                          rej['reason'].to_pylist(), kept_ids), key=lambda r: split_source(r[0]))
+        removed = [dict(id=rid, reason=reason, kept_id=user_id.get(kept, kept)) for _, rid, reason, kept in rows]
+        path = write_json_lines(removed, Path(out)/'removed.jsonl')
     if not quiet: print(f'\n{out}: {len(removed):,} duplicates removed in {res.seconds:.1f} s; list in {path}\n{res.ledger}')
     return res
 
@@ -238,6 +277,8 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/pi
              quiet: bool=False,  # less output
             ):
     "Run the stages of a recipe in order (default: sample -> ingest -> clean -> dedup -> privacy -> fine-tune, and their reports)."
+    from dcresearch.lake import is_stage_dir
+    from dcresearch.pipeline import verify_stage
     log, stages, results = get_logger('dcresearch.cli'), load_recipe(recipe), []
     for i, (cmd, args) in enumerate(stages, 1):
         if cmd == 'sample' and docs is not None: args['docs'] = docs
@@ -247,11 +288,15 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/pi
         t0 = time.time(); res = command_function(cmd)(**args); results.append(res)
         if cmd == 'report' and res is not None and not res.ok:
             raise RuntimeError(f'stage {i} (report {res.name}) failed: {res.error}; see {res.html}')
+        if args.get('out') and is_stage_dir(args['out']):  # every stage is recounted before the next one reads it
+            check = verify_stage(args['out'])
+            if not check.ok: raise StageVerifyError(f'stage {i} ({cmd}) wrote {args["out"]}, which does not verify:\n{check}')
+            log.info(f'stage {i}/{len(stages)}: {args["out"]} verified: tables, ledger and run.json agree')
         log.info(f'stage {i}/{len(stages)}: {cmd} done in {time.time()-t0:.1f} s')
     return results
 
 # %% ../nbs/07_cli.ipynb #5e67b6db
-CLI_POSITIONAL = {'lake': ('action', 'target'), 'finetune': ()}  # commands whose positionals are not just the first parameter
+CLI_POSITIONAL = {'lake': ('action', 'target'), 'finetune': (), 'classify': ('path', 'level')}  # commands whose positionals are not just the first parameter
 
 def _add_command(sub, func, name: str|None=None):
     "Add `func` as subcommand `name` (default: its own name) of `sub`, its parameters' comments as help."
@@ -284,11 +329,11 @@ def _add_command(sub, func, name: str|None=None):
 
 from .augment import augment
 from .lakeops import lake
-from .secure import classify, encrypt, keygen
+from .secure import classify, decrypt, encrypt, keygen
 
 
 COMMANDS = [ingest, clean, dedup, 'pii', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', report, pipeline, sample,
-            ledger, sql, lake, classify, encrypt, keygen]  # functions, or names of `LAZY_COMMANDS`
+            ledger, sql, verify, lake, classify, encrypt, decrypt, keygen]  # functions, or names of `LAZY_COMMANDS`
 
 def command_parser(load: str|None=None, # the lazy command to import and build fully (the one being run)
                   ) -> argparse.ArgumentParser:
@@ -304,6 +349,16 @@ def command_parser(load: str|None=None, # the lazy command to import and build f
 # %% ../nbs/07_cli.ipynb #b8627c50
 USER_ERRORS = (FileNotFoundError, ValueError, NotADirectoryError, IsADirectoryError, KeyError)
 
+def check_out(out: str|Path,  # the --out a command was given
+             ) -> Path:
+    "Raise `ValueError` (naming --out) unless `out` is a folder that exists or can be made, and can be written in; creates nothing."
+    p = Path(out)
+    if p.exists() and not p.is_dir(): raise ValueError(f'--out {out}: exists and is not a folder; choose another --out')
+    near = next((a for a in [p, *p.absolute().parents] if a.exists()), None)
+    if near is None or not near.is_dir(): raise ValueError(f'--out {out}: {near} is not a folder; choose another --out')
+    if not os.access(near, os.W_OK | os.X_OK): raise ValueError(f'--out {out}: no permission to write in {near}; choose another --out')
+    return p
+
 def main(argv: list[str]|None=None) -> int:
     "Entry point of the `dcr` command."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -312,7 +367,11 @@ def main(argv: list[str]|None=None) -> int:
     args = vars(parser.parse_args(argv))
     func = args.pop('_func', None)
     if func is None: parser.print_help(); return 0
-    try: res = func(**args)
+    try:
+        if args.get('out'): check_out(args['out'])  # before any work, not after it
+        res = func(**args)
+    except StageLocked as e:  # another writer has the stage: nothing was done
+        print(f'dcr {chosen}: {e}', file=sys.stderr); return 2
     except USER_ERRORS as e:
         print(f'dcr {chosen}: error: {e}', file=sys.stderr); return 2
     except RuntimeError as e:

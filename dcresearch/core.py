@@ -2,7 +2,7 @@
 
 # %% ../nbs/00_core.ipynb #a12c6878
 from __future__ import annotations
-import hashlib, json, logging, os
+import hashlib, json, logging, os, sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # %% auto #0
-__all__ = ['RECORD_SCHEMA', 'QUARANTINE_SCHEMA', 'RAW_PREVIEW_CHARS', 'REJECT_COLUMNS', 'empty_records', 'stable_id',
+__all__ = ['RECORD_SCHEMA', 'QUARANTINE_SCHEMA', 'RAW_PREVIEW_CHARS', 'REJECT_COLUMNS', 'FAULT_ENV', 'empty_records', 'stable_id',
            'make_records', 'QuarantineRow', 'quarantine_table', 'StepResult', 'Step', 'split_by_mask', 'data_dir',
-           'reports_dir', 'get_logger', 'minilm_path']
+           'reports_dir', 'get_logger', 'fault_point', 'minilm_path']
 
 # %% ../nbs/00_core.ipynb #b95fa23f
 RECORD_SCHEMA = pa.schema([
@@ -153,6 +153,21 @@ def get_logger(name: str='dcresearch') -> logging.Logger:
         logging.getLogger('dcresearch').addHandler(h)
         logging.getLogger('dcresearch').setLevel(os.environ.get('DCR_LOG_LEVEL', 'INFO'))
     return log
+
+# %% ../nbs/00_core.ipynb #53569db9
+FAULT_ENV = 'DCR_FAULT_AT'
+_faults_passed = [0]
+
+def fault_point(label: str,  # what is about to happen (printed with `DCR_FAULT_AT=list`)
+               ):
+    "Test hook: SIGKILL this process at the N-th call when `$DCR_FAULT_AT=N`; no effect when it is unset."
+    spec = os.environ.get(FAULT_ENV)
+    if not spec: return
+    _faults_passed[0] += 1
+    if spec == 'list': print(f'fault point {_faults_passed[0]}: {label}', file=sys.stderr, flush=True)
+    elif spec.isdigit() and int(spec) == _faults_passed[0]:
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
 
 # %% ../nbs/00_core.ipynb #962f2c32
 def minilm_path() -> str:

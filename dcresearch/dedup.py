@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from fastcore.basics import patch
 
 from .core import Step, StepResult, split_by_mask, get_logger, minilm_path
-from .lake import read_delta, delta_version, stage_tables, write_delta
+from .lake import read_delta, delta_version, stage_lock, stage_tables
 from .pipeline import Pipeline, StageSource
 
 # %% auto #0
@@ -531,18 +531,17 @@ def dedup_stage(source,  # stage directory, RecordReader, or list of record tabl
     dedups = make_deduplicators(methods, **params)
     refs = [StageSource(r, columns=PLAN_COLUMNS) if isinstance(r, (str, Path)) else r for r in (reference or [])]
     clash = [r.stage_dir for r in refs if isinstance(r, StageSource) and r.stage_dir.resolve() == out.resolve()]
-    if clash: raise ValueError(f'out={str(out)!r} is also a reference: writing it would drop the documents kept there; write to a new directory')
+    if clash: raise ValueError(f'--out {str(out)!r} is also an --against stage: writing it would drop the documents kept there; write to a new directory')
     source = _as_source(source)
-    plan = plan_duplicates(dedups, source, refs)
-    plan_seconds = time.time() - t0
-    log.info(f'dedup plan ({plan.method}): remove {plan.n_removed:,} of {plan.n_docs:,} documents in {plan.clusters.num_rows:,} '
-             f'clusters ({plan.n_reference:,} reference documents), {plan_seconds:.1f}s')
-    res = Pipeline([DropDuplicates(plan)], stage='dedup', workers=workers, shard_size=shard_size, progress=progress).run(source, out)
-    write_delta(out/'clusters', plan.clusters, schema=CLUSTER_SCHEMA)
-    manifest = json.loads((out/'run.json').read_text())
-    manifest['dedup'] = dict(plan.summary(), plan_seconds=round(plan_seconds, 2),
-                             reference=[r.params() if hasattr(r, 'params') else repr(r) for r in refs])
-    tmp = out/'run.json.tmp'; tmp.write_text(json.dumps(manifest, indent=2, default=str)); tmp.replace(out/'run.json')
+    with stage_lock(out):  # before the plan: it is the stage's work too
+        plan = plan_duplicates(dedups, source, refs)
+        plan_seconds = time.time() - t0
+        log.info(f'dedup plan ({plan.method}): remove {plan.n_removed:,} of {plan.n_docs:,} documents in {plan.clusters.num_rows:,} '
+                 f'clusters ({plan.n_reference:,} reference documents), {plan_seconds:.1f}s')
+        summary = dict(plan.summary(), plan_seconds=round(plan_seconds, 2), reference=[r.params() if hasattr(r, 'params') else repr(r) for r in refs])
+        # the clusters are committed with the stage's other tables, before run.json
+        res = Pipeline([DropDuplicates(plan)], stage='dedup', workers=workers, shard_size=shard_size, progress=progress).run(
+            source, out, extra_tables={'clusters': plan.clusters}, extra_manifest={'dedup': summary})
     res.plan = plan  # for callers that report on the clusters without re-reading them
     return res
 

@@ -776,13 +776,13 @@ def load_for_eda(input: str|Path|list|None=None,  # stage dir, file(s), dir or g
                                     'or pass input= a stage directory or raw files')
     if not isinstance(input, (list, tuple)) and lake.is_stage_dir(input):
         stage = Path(input)
-        version = lake.delta_version(stage/'records')
+        version = lake.stage_version(stage, 'records')
         qpath = stage/'quarantine'
         def quarantined():
             if not lake.is_delta_table(qpath): return QUARANTINE_SCHEMA.empty_table()
-            return lake.read_delta_table(qpath)
+            return lake.read_stage_table(stage, 'quarantine')
         desc = f'stage directory {stage} (records table version {version})' + (f', first {max_docs:,} documents' if max_docs else '')
-        return EdaInput(_limit(lake.read_delta(stage/'records', batch_size=batch_size), max_docs), quarantined, desc)
+        return EdaInput(_limit(lake.read_delta(stage/'records', version, batch_size=batch_size), max_docs), quarantined, desc)
     from dcresearch.io import RecordReader
     reader = RecordReader(input, format=format, text_field=text_field, label_field=label_field, time_field=time_field,
                           batch_size=batch_size, **reader_kwargs)

@@ -208,7 +208,7 @@ class _Vocabulary:
     max_entries = 1_000_000
     def __init__(self): self.reset()
 
-    max_document_tokens = 5_000_000
+    max_document_tokens = 1_000_000  # about 25 MB of cached token ids: a few step batches (the cache serves one batch across filters)
 
     def reset(self):
         "Forget every token, chunk and document (ids handed out before are no longer valid)."
@@ -557,22 +557,22 @@ class GopherQualityFilter(QualityFilter):
         return scores, rules, None
 
 # %% ../nbs/09_filters.ipynb #01480c9e
-def _ngram_keys(tok: _Tokens, ns: list[int]) -> dict:
-    "For each n in `ns`: start positions of n-grams within one row, their row, a hash of the token sequence, a hash of the joined characters, and their length in characters (without separators)."
+def _ngram_keys(tok: _Tokens, ns: list[int]):
+    "For each n in `ns`, in increasing order, `(n, keys)`: start positions of n-grams within one row, their row, a hash of the token sequence, a hash of the joined characters, and their length in characters (without separators)."
+    # a generator, so that only one n's arrays are alive at a time (they are about 40 bytes per token each)
     V, ids, row = VOCAB, tok.ids, tok.row
     h, p, l = V.hash[ids], V.hash_power[ids], V.length[ids]
     mixed = _mix(h)  # the sequence hash needs well-spread token hashes; the character hash needs the raw ones
-    seq, cat, chars, out = mixed.copy(), h.copy(), l.copy(), {}
+    seq, cat, chars, ns = mixed.copy(), h.copy(), l.copy(), sorted(set(ns))
     for n in range(2, max(ns, default=1) + 1):
         m = len(ids) - n + 1
         if m <= 0:
-            out.update({k: (np.zeros(0, np.int64),) * 2 + (np.zeros(0, np.uint64),) * 2 + (np.zeros(0, np.int64),) for k in ns if k >= n})
-            break
+            for k in (k for k in ns if k >= n): yield k, (np.zeros(0, np.int64),) * 2 + (np.zeros(0, np.uint64),) * 2 + (np.zeros(0, np.int64),)
+            return
         seq, cat, chars = seq[:m] * _NGRAM_MULT + mixed[n-1:], cat[:m] * p[n-1:] + h[n-1:], chars[:m] + l[n-1:]
         if n in ns:
             pos = np.flatnonzero(row[:m] == row[n-1:])
-            out[n] = (pos, row[pos], seq[pos], cat[pos], chars[pos])
-    return out
+            yield n, (pos, row[pos], seq[pos], cat[pos], chars[pos])
 
 def _occurrences(row: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Group equal (row, key) pairs by hashing: a group code per element (numbered in order of first appearance) and whether it is the group's first element."
@@ -639,13 +639,12 @@ class GopherRepetitionFilter(QualityFilter):
             scores[f'dup_{what}_ratio'] = _ratio(pieces.per_row(dup), pieces.per_row())
             scores[f'dup_{what}_char_ratio'] = _ratio(pieces.per_row(dup * _np(pc.utf8_length(pieces.values))), chars)
         tok = _tokenize_ids(texts.to_pylist(), cjk)
-        keys = _ngram_keys(tok, [k for k, _ in self.top_n_grams + self.dup_n_grams])
-        for k, _ in self.top_n_grams:
-            pos, row, seq, cat, nchars = keys[k]
-            scores[f'top_{k}_gram_char_ratio'] = _ratio(_top_ngram_chars(row, seq, nchars, k, n), chars)
-        for k, _ in self.dup_n_grams:
-            pos, row, seq, cat, nchars = keys[k]
-            scores[f'dup_{k}_gram_char_ratio'] = _ratio(_dup_ngram_chars(row, cat, nchars, k, n), chars)
+        top, dup, got = dict(self.top_n_grams), dict(self.dup_n_grams), {}
+        for k, (pos, row, seq, cat, nchars) in _ngram_keys(tok, [*top, *dup]):
+            if k in top: got[f'top_{k}_gram_char_ratio'] = _ratio(_top_ngram_chars(row, seq, nchars, k, n), chars)
+            if k in dup: got[f'dup_{k}_gram_char_ratio'] = _ratio(_dup_ngram_chars(row, cat, nchars, k, n), chars)
+        scores.update({f'top_{k}_gram_char_ratio': got[f'top_{k}_gram_char_ratio'] for k in top})  # columns in rule order
+        scores.update({f'dup_{k}_gram_char_ratio': got[f'dup_{k}_gram_char_ratio'] for k in dup})
         rules = [Rule('empty', 'chars', '<', 1),
                  Rule('dup_para_frac', 'dup_para_ratio', '>', self.dup_para_frac),
                  Rule('dup_para_char_frac', 'dup_para_char_ratio', '>', self.dup_para_char_frac),

@@ -274,13 +274,13 @@ def data_lineage(inputs, # files, globs, folders or one stage directory, as give
     "Where the data came from: per file its size/mtime/SHA-256; per stage directory its table versions, steps and ledger."
     # paths stay as the user gave them: model cards and reports must not carry machine paths
     from dcresearch.io import resolve_inputs
-    from dcresearch.lake import delta_version, is_stage_dir
+    from dcresearch.lake import is_stage_dir, read_run_manifest, stage_version
     out = []
     for item in ([inputs] if isinstance(inputs, (str, Path)) else list(inputs)):
         if is_stage_dir(item):
             from dcresearch.pipeline import load_ledger
-            run = json.loads((Path(item)/'run.json').read_text()) if (Path(item)/'run.json').exists() else {}
-            out.append(dict(kind='stage', path=str(item), records_version=delta_version(Path(item)/'records'),
+            run = read_run_manifest(item) or {}
+            out.append(dict(kind='stage', path=str(item), records_version=stage_version(item, 'records'),
                             stage=run.get('stage'), run_id=run.get('run_id'), finished=run.get('finished'),
                             tables=run.get('tables'), source=run.get('source'), steps=run.get('steps', []),
                             counts=run.get('counts'), ledger=load_ledger(item).totals()))

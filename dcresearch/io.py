@@ -2,7 +2,7 @@
 
 # %% ../nbs/01_io.ipynb #b98310b3
 from __future__ import annotations
-import codecs, csv, glob, gzip, hashlib, io, json, os
+import codecs, csv, glob, gzip, hashlib, io, itertools, json, os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -21,9 +21,10 @@ from .core import RAW_PREVIEW_CHARS, RECORD_SCHEMA, QuarantineRow, Step, StepRes
 from .core import make_records, quarantine_table, split_by_mask, stable_id
 
 # %% auto #0
-__all__ = ['SUPPORTED_FORMATS', 'COMPRESSIONS', 'FORMAT_BY_EXTENSION', 'READER_VERSION', 'HTML_CONTENT_TYPES', 'detect_format',
-           'resolve_inputs', 'ReadBatch', 'RecordReader', 'read_records', 'HtmlToText', 'ingest_steps', 'write_jsonl',
-           'write_parquet', 'split_source', 'quarantine_locator', 'input_ids', 'write_json_lines', 'column_list']
+__all__ = ['SUPPORTED_FORMATS', 'COMPRESSIONS', 'FORMAT_BY_EXTENSION', 'MAGIC', 'READER_VERSION', 'MAX_JSON_DEPTH',
+           'HTML_CONTENT_TYPES', 'detect_format', 'resolve_inputs', 'BadFile', 'sniff_encoding', 'ReadBatch',
+           'RecordReader', 'read_records', 'HtmlToText', 'ingest_steps', 'write_jsonl', 'write_parquet', 'split_source',
+           'quarantine_locator', 'input_ids', 'write_json_lines', 'column_list']
 
 # %% ../nbs/01_io.ipynb #e2f0f1ae
 SUPPORTED_FORMATS = ('jsonl', 'json', 'csv', 'tsv', 'parquet', 'txt', 'warc')
@@ -50,7 +51,7 @@ def detect_format(path: str, # a file path or URL
     if fmt is None:
         raise ValueError(f"cannot tell the format of {str(path)!r} from its extension. Supported formats: "
                          f"{', '.join(SUPPORTED_FORMATS)} (extensions {' '.join(FORMAT_BY_EXTENSION)}, optionally "
-                         f"compressed: {' '.join(COMPRESSIONS)}). Pass format='jsonl' (or another) to override.")
+                         f"compressed: {' '.join(COMPRESSIONS)}). Name the format with --format jsonl (format='jsonl' in Python).")
     return fmt
 
 # %% ../nbs/01_io.ipynb #66a9291b
@@ -81,6 +82,9 @@ def _resolve_one(item: str) -> list[str]:
     if _is_url(item): return _resolve_url(item)
     if os.path.isfile(item): return [item]
     if os.path.isdir(item):
+        if os.path.isfile(os.path.join(item, '_dcr_manifest.json')):
+            raise ValueError(f"{item!r} is an encrypted dataset: decrypt it first with `dcr decrypt {item} --out DIR` "
+                             "(key from DCR_KEY_FILE or DCR_KEY), then give DIR")
         found = _walk_local(item)
         if not found: raise FileNotFoundError(f"the folder {item!r} contains no files")
         return found
@@ -128,24 +132,95 @@ class _ZstdReader(io.RawIOBase):
             data, self._dec, self._in_frame = self._dec.unused_data, self._new(), False
         return b''.join(parts)
 
+class BadFile(ValueError):
+    "A whole input file that cannot be read as what it claims to be; `reason` is its quarantine reason."
+    def __init__(self, reason: str, message: str): super().__init__(message); self.reason = reason
+
+MAGIC = {'gzip': (b'\x1f\x8b',), 'zstd': (b'\x28\xb5\x2f\xfd', b'\x50\x2a\x4d\x18'), 'bz2': (b'BZh',), 'xz': (b'\xfd7zXZ\x00',)}
+
+def _check_magic(raw, codec: str, path: str):
+    "Raise `BadFile` (`io:not_<codec>`) unless `raw` starts like a `codec` stream (an empty file is fine); rewinds."
+    head = raw.read(8); raw.seek(0)
+    ok = MAGIC[codec] + ((b'\x5e\x2a\x4d\x18', b'\x5f\x2a\x4d\x18') if codec == 'zstd' else ())  # + skippable frames
+    if head and not any(head.startswith(m) for m in ok):
+        raise BadFile(f'io:not_{codec}', f'{path} is named like a {codec} file but is not one (it starts with {head[:8]!r}); '
+                                         'rename it to what it is, or recompress it')
+
+class _Chained(io.RawIOBase):
+    "`head` then the rest of `f`, as a raw stream (to put back the bytes read to sniff a file)."
+    def __init__(self, head: bytes, f): self.head, self.f = head, f
+    def readable(self): return True
+    def readinto(self, buf) -> int:
+        if self.head:
+            n = min(len(buf), len(self.head)); buf[:n] = self.head[:n]; self.head = self.head[n:]; return n
+        data = self.f.read(len(buf)); buf[:len(data)] = data; return len(data)
+
+class _ToUtf8(io.RawIOBase):
+    "A text stream (decoded from UTF-16/32) re-encoded as UTF-8 bytes."
+    def __init__(self, text): self.text, self.pending = text, b''
+    def readable(self): return True
+    def readinto(self, buf) -> int:
+        while not self.pending:
+            try: chunk = self.text.read(1 << 14)
+            except UnicodeDecodeError as e:
+                raise BadFile('io:wrong_encoding', f'{e.encoding} text broken part-way ({e.reason}): the lines before were kept') from None
+            if not chunk: return 0
+            self.pending = chunk.encode('utf-8', 'surrogatepass')
+        n = min(len(buf), len(self.pending)); buf[:n] = self.pending[:n]; self.pending = self.pending[n:]; return n
+
+def sniff_encoding(head: bytes, # the first few KiB of a file
+                  ) -> str|None:
+    "The UTF-16/32 encoding `head` is written in (from a byte-order mark, else from where its NUL bytes are), else None."
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)): return 'utf-32'
+    nul = head.count(0)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try: head[2:].decode('utf-8'); plain = not nul
+        except UnicodeDecodeError: plain = False
+        return None if plain else 'utf-16'  # valid UTF-8 after two stray bytes is UTF-8 with junk in front
+    if len(head) < 4 or nul < len(head) // 4: return None
+    n = len(head) // 4 * 4
+    by_lane = [head[i:n:4].count(0) for i in range(4)]  # NULs at each position mod 4
+    q = n // 4  # UTF-32: the top byte of every character is 0, the next one nearly always (code points < U+10000)
+    if by_lane[3] == q and by_lane[2] >= 0.9 * q > by_lane[0]: return 'utf-32-le'
+    if by_lane[0] == q and by_lane[1] >= 0.9 * q > by_lane[3]: return 'utf-32-be'
+    even, odd = head[0:n:2].count(0), head[1:n:2].count(0)
+    if odd > 3 * even: return 'utf-16-le'
+    if even > 3 * odd: return 'utf-16-be'
+    raise BadFile('io:wrong_encoding', f'{nul} of the first {len(head)} bytes are NUL, in no UTF-16/32 pattern: a binary file? '
+                                      'Re-encode it as UTF-8 text, or give --encoding')
+
 @contextmanager
-def _open_bytes(path: str, compression: str|None='infer'):
+def _open_bytes(path: str, compression: str|None='infer',
+                utf8: bool=False,  # sniff the text encoding and hand on UTF-16/32 files as UTF-8
+               ):
     "A binary file object for `path` (local or fsspec URL), decompressed by suffix when `compression='infer'`."
     codec = _split_compression(path)[1] if compression == 'infer' else compression
     raw = fsspec.open(path, 'rb').open() if _is_url(path) else open(path, 'rb')
     try:
-        if codec is None: yield raw
-        elif codec == 'gzip':
-            with gzip.GzipFile(fileobj=raw, mode='rb') as f: yield f
-        elif codec == 'zstd': yield io.BufferedReader(_ZstdReader(raw), 1 << 16)
-        elif codec == 'bz2':
-            import bz2
-            with bz2.BZ2File(raw) as f: yield f
-        elif codec == 'xz':
-            import lzma
-            with lzma.LZMAFile(raw) as f: yield f
-        else: raise ValueError(f"unknown compression {codec!r} for {path!r}")
+        if codec is not None: _check_magic(raw, codec, path)
+        with _decompressed(raw, codec, path) as f:
+            if not utf8: yield f; return
+            head = f.read(1 << 12)
+            enc = sniff_encoding(head)
+            stream = io.BufferedReader(_Chained(head, f), 1 << 16)
+            if enc is None: yield stream; return
+            get_logger('dcresearch.io').info('%s: decoding %s (the file is not UTF-8)', path, enc)
+            yield io.BufferedReader(_ToUtf8(io.TextIOWrapper(stream, encoding=enc, errors='strict', newline='')), 1 << 16)
     finally: raw.close()
+
+@contextmanager
+def _decompressed(raw, codec: str|None, path: str):
+    if codec is None: yield raw
+    elif codec == 'gzip':
+        with gzip.GzipFile(fileobj=raw, mode='rb') as f: yield f
+    elif codec == 'zstd': yield io.BufferedReader(_ZstdReader(raw), 1 << 16)
+    elif codec == 'bz2':
+        import bz2
+        with bz2.BZ2File(raw) as f: yield f
+    elif codec == 'xz':
+        import lzma
+        with lzma.LZMAFile(raw) as f: yield f
+    else: raise ValueError(f"unknown compression {codec!r} for {path!r}")
 
 # %% ../nbs/01_io.ipynb #abc33722
 @dataclass
@@ -202,12 +277,31 @@ class RecordReader:
         self.formats = [format or detect_format(p) for p in self.paths]
         for p, f in zip(self.paths, self.formats):
             if f in ('csv', 'tsv') and not csv_header and not self.column_names:
-                raise ValueError(f"{p!r}: csv_header=False needs column_names=[...] to know which column is {text_field!r}")
+                raise ValueError(f"{p!r}: --no-header needs --column-names (column_names=[...] in Python) to know which column is {text_field!r}")
             if f == 'parquet' and _split_compression(p)[1]:
                 raise ValueError(f"{p!r}: Parquet compresses internally; decompress the file, then read it")
         self._utf8 = codec in ('utf-8', 'utf-8-sig')
         self._bad_encoding = 'io:invalid_utf8' if self._utf8 else 'io:invalid_encoding'
         self._used = frozenset(f for f in (text_field, label_field, time_field, id_field) if f)
+        for p, f in zip(self.paths, self.formats): self._check_text_field(p, f)
+
+    def _check_text_field(self, path: str, fmt: str, probe: int=100):
+        "Raise `ValueError` naming the file's columns if it has no `text_field` at all (a mistyped --text-field), before any work."
+        try:
+            if fmt in ('csv', 'tsv'):
+                if not self.csv_header or self.column_names: return
+                columns = _csv_header(self, path, fmt)
+            elif fmt == 'parquet':
+                with _open_bytes(path, compression=None) as raw: columns = pq.ParquetFile(raw).schema_arrow.names
+            elif fmt in ('jsonl', 'json'):  # only when none of the first objects has the field (a few bad lines are quarantined)
+                objs = [o for o in itertools.islice(_probe_objects(self, path, fmt), probe) if type(o) is dict]
+                if not objs or any(self.text_field in o for o in objs): return
+                columns = list(dict.fromkeys(k for o in objs for k in o))
+            else: return
+        except Exception: return  # unreadable files are quarantined when read, with the reason
+        if columns is not None and self.text_field not in columns:
+            raise ValueError(f"{path}: no field {self.text_field!r}; its fields are {columns[:30]}: choose the text with "
+                             f"--text-field NAME (text_field= in Python)")
 
     def __iter__(self) -> Iterator[ReadBatch]:
         "Read every input in order, yielding a `ReadBatch` per `batch_size` input units."
@@ -225,6 +319,9 @@ class RecordReader:
         _log.debug('reading %s as %s', path, fmt)
         cur = _Cursor()
         try: yield from _READERS[fmt](self, path, cur)
+        except BadFile as e:  # the whole file is not what its name says, or not text we can decode
+            _log.warning('%s: %s', path, e)
+            yield QuarantineRow('io', e.reason, path, cur.next if cur.opened else 0, str(e))
         except Exception as e:  # decompression/IO errors part-way: keep what was read, say where it broke
             _log.warning('%s: %s: %s (at line/record %s)', path, type(e).__name__, e, cur.next)
             reason, what = ('io:truncated_file', 'stopped reading here; the units before it were kept') if cur.opened else \
@@ -314,25 +411,41 @@ def _time(v):
         except (OverflowError, OSError, ValueError): return None
     return v if isinstance(v, (str, datetime)) and v != '' else None  # anything else cannot be a time: null
 
-def _check_text(rr: RecordReader, text) -> tuple[str, str]|None:
+def _check_text(rr: RecordReader, text, payload: bool=False) -> tuple[str, str]|None:
     "`(reason, detail)` if `text` cannot be a document's text, else None."
     if text is None: return 'io:missing_text_field', f"field {rr.text_field!r} is null"
     if not isinstance(text, str): return 'io:non_string_text', type(text).__name__
     if not text or text.isspace(): return 'io:empty_text', 'whitespace only' if text else 'empty'
+    if not payload and '\x00' in text: return 'io:wrong_encoding', 'the text holds NUL characters (UTF-16/32 or binary data read as text?)'
     if len(text) * 4 > rr.max_doc_bytes:  # a character is at most 4 UTF-8 bytes: most texts skip encoding
         n = len(text.encode('utf-8', 'surrogatepass'))
         if n > rr.max_doc_bytes: return 'io:too_large', f'{n} UTF-8 bytes > max_doc_bytes={rr.max_doc_bytes}'
     return None
 
+MAX_JSON_DEPTH = 200  # deeper records are quarantined: writing their meta back as JSON would exhaust Python's stack
+
+def _nested_deeper(obj, limit: int) -> bool:
+    "True if `obj` has lists/dicts nested more than `limit` levels deep (checked without recursion)."
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if d > limit: return True
+        stack.extend((c, d + 1) for c in (o.values() if isinstance(o, dict) else o) if isinstance(c, (dict, list)))
+    return False
+
 def _from_mapping(rr: RecordReader, obj, path: str, where: int, locator: str, raw) -> tuple|QuarantineRow:
     "A record tuple from one parsed object (fields -> text, label, time, id, meta), or why it cannot be one."
+    flat_line = isinstance(raw, bytes) and raw.count(b'[') + raw.count(b'{') <= MAX_JSON_DEPTH  # cannot be too deep
+    if not flat_line and isinstance(obj, (dict, list)) and _nested_deeper(obj, MAX_JSON_DEPTH):
+        return QuarantineRow('io', 'io:too_deep', path, where, f'nested more than {MAX_JSON_DEPTH} levels deep',
+                             _preview(raw) if isinstance(raw, bytes) else None)
     if type(obj) is not dict:
         kind = {list: 'an array', str: 'a string', bool: 'a boolean', type(None): 'null'}.get(type(obj), 'a number')
         return QuarantineRow('io', 'io:not_an_object', path, where, f'expected a JSON object, got {kind}', _preview(raw))
     text = obj.get(rr.text_field, _MISSING)
     if text is _MISSING:
         return QuarantineRow('io', 'io:missing_text_field', path, where,
-                             f"no field {rr.text_field!r}; fields: {', '.join(map(str, list(obj)[:20]))}; pass text_field=", _preview(raw))
+                             f"no field {rr.text_field!r}; fields: {', '.join(map(str, list(obj)[:20]))}; choose it with --text-field", _preview(raw))
     bad = _check_text(rr, text)
     if bad: return QuarantineRow('io', bad[0], path, where, bad[1], _preview(raw))
     idv = obj.get(rr.id_field) if rr.id_field else None
@@ -344,7 +457,7 @@ def _from_mapping(rr: RecordReader, obj, path: str, where: int, locator: str, ra
 def _read_jsonl(rr: RecordReader, path: str, cur: _Cursor):
     "JSON Lines: a record or a quarantine row per non-blank line."
     loads, utf8 = orjson.loads, rr._utf8
-    with _open_bytes(path) as f:
+    with _open_bytes(path, utf8=utf8) as f:
         cur.opened = True
         for lineno, line in enumerate(f, 1):
             cur.next = lineno + 1
@@ -355,7 +468,8 @@ def _read_jsonl(rr: RecordReader, path: str, cur: _Cursor):
                 yield QuarantineRow('io', rr._bad_encoding, path, lineno, f'{rr.encoding}: {e}', _preview(line)); continue
             except orjson.JSONDecodeError as e:
                 reason, detail = 'io:invalid_json', str(e)
-                if utf8:
+                if 'depth limit' in detail: reason, detail = 'io:too_deep', f'nested deeper than orjson parses ({detail})'
+                elif utf8:
                     try: line.decode('utf-8')
                     except UnicodeDecodeError as u: reason, detail = 'io:invalid_utf8', str(u)
                 yield QuarantineRow('io', reason, path, lineno, detail, _preview(line)); continue
@@ -382,18 +496,31 @@ def _ijson_message(e: Exception) -> str:
     m = e.args[0] if e.args else str(e)
     return (m.decode('utf-8', 'replace') if isinstance(m, bytes) else str(m)).strip()
 
+def _json_items(rr: RecordReader, raw):
+    "The objects of a JSON array, or of concatenated JSON values, in the byte stream `raw` (ijson, streamed)."
+    import ijson
+    f = raw if rr._utf8 else _Utf8Encoded(io.TextIOWrapper(raw, encoding=rr.encoding))
+    head = f.read(1 << 16).removeprefix(codecs.BOM_UTF8).lstrip()
+    while not head:  # find the first non-blank byte: '[' means an array, anything else a sequence
+        chunk = f.read(1 << 16)
+        if not chunk: return iter(())  # an empty or blank file: nothing to read
+        head = chunk.lstrip()
+    return ijson.items(_Prepended(head, f), 'item' if head[:1] == b'[' else '', multiple_values=True, use_float=True)
+
+def _probe_objects(rr: RecordReader, path: str, fmt: str):
+    "The parsed values at the start of a JSON or JSONL file (lines that do not parse are skipped)."
+    with _open_bytes(path, utf8=rr._utf8) as f:
+        if fmt == 'json': yield from _json_items(rr, f); return
+        for line in f:
+            try: yield orjson.loads(line if rr._utf8 else line.decode(rr.encoding))
+            except (orjson.JSONDecodeError, UnicodeDecodeError): continue
+
 def _read_json(rr: RecordReader, path: str, cur: _Cursor):
     "A JSON array of objects, or concatenated JSON objects: a record or quarantine row per object."
     import ijson
-    with _open_bytes(path) as raw:
+    with _open_bytes(path, utf8=rr._utf8) as raw:
         cur.opened, cur.next = True, 0
-        f = raw if rr._utf8 else _Utf8Encoded(io.TextIOWrapper(raw, encoding=rr.encoding))
-        head = f.read(1 << 16).removeprefix(codecs.BOM_UTF8).lstrip()
-        while not head:  # find the first non-blank byte: '[' means an array, anything else a sequence
-            chunk = f.read(1 << 16)
-            if not chunk: return  # an empty or blank file: nothing to read
-            head = chunk.lstrip()
-        items = ijson.items(_Prepended(head, f), 'item' if head[:1] == b'[' else '', multiple_values=True, use_float=True)
+        items = _json_items(rr, raw)
         index = 0
         try:
             for obj in items:
@@ -409,15 +536,22 @@ def _read_json(rr: RecordReader, path: str, cur: _Cursor):
 _READERS['json'] = _read_json
 
 # %% ../nbs/01_io.ipynb #9002b30b
+def _csv_reader(rr: RecordReader, raw, fmt: str):
+    "A `csv.reader` over the byte stream `raw` with the reader's delimiter, quoting and encoding; and the delimiter."
+    delimiter = rr.csv_delimiter or ('\t' if fmt == 'tsv' else ',')
+    csv.field_size_limit(2**31 - 1)  # huge fields are `io:too_large`, not a csv.Error
+    text = io.TextIOWrapper(raw, encoding='utf-8-sig' if rr._utf8 else rr.encoding, errors='surrogateescape', newline='')
+    return csv.reader(text, delimiter=delimiter, quoting=csv.QUOTE_NONE if fmt == 'tsv' else csv.QUOTE_MINIMAL), delimiter
+
+def _csv_header(rr: RecordReader, path: str, fmt: str) -> list[str]|None:
+    "The header row of a CSV/TSV file (None when it is empty)."
+    with _open_bytes(path, utf8=rr._utf8) as raw: return next(_csv_reader(rr, raw, fmt)[0], None)
+
 def _read_csv(rr: RecordReader, path: str, cur: _Cursor, fmt: str='csv'):
     "CSV/TSV: a record or a quarantine row per row; columns by name from the header or `column_names`."
-    delimiter = rr.csv_delimiter or ('\t' if fmt == 'tsv' else ',')
-    quoting = csv.QUOTE_NONE if fmt == 'tsv' else csv.QUOTE_MINIMAL
-    csv.field_size_limit(2**31 - 1)  # huge fields are `io:too_large`, not a csv.Error
-    with _open_bytes(path) as raw:
+    with _open_bytes(path, utf8=rr._utf8) as raw:
         cur.opened = True
-        text = io.TextIOWrapper(raw, encoding='utf-8-sig' if rr._utf8 else rr.encoding, errors='surrogateescape', newline='')
-        rows = csv.reader(text, delimiter=delimiter, quoting=quoting)
+        rows, delimiter = _csv_reader(rr, raw, fmt)
         header = rr.column_names
         if rr.csv_header:
             first = next(rows, None)
@@ -427,7 +561,7 @@ def _read_csv(rr: RecordReader, path: str, cur: _Cursor, fmt: str='csv'):
         if rr.text_field not in header:
             n = sum(1 for r in rows if r)
             yield QuarantineRow('io', 'io:missing_text_field', path, 1,
-                                f"no column {rr.text_field!r} in {header}: {n} rows skipped; pass text_field= (or column_names=)")
+                                f"no column {rr.text_field!r} in {header}: {n} rows skipped; choose it with --text-field (or --column-names)")
             return
         for name, field in (('label_field', rr.label_field), ('time_field', rr.time_field), ('id_field', rr.id_field)):
             if field and field not in header: _log.warning("%s: no column %s=%r; it will be null", path, name, field)
@@ -464,11 +598,14 @@ _READERS['tsv'] = partial(_read_csv, fmt='tsv')
 def _read_parquet(rr: RecordReader, path: str, cur: _Cursor):
     "Parquet: a record or a quarantine row per row, read in slices of `batch_size` rows."
     with _open_bytes(path, compression=None) as raw:
+        head = raw.read(4); raw.seek(0)
+        if head and head != b'PAR1':
+            raise BadFile('io:not_parquet', f'{path} is named like a Parquet file but is not one (it starts with {head!r})')
         cur.opened, cur.next = True, 0
         pf = pq.ParquetFile(raw)  # a truncated or corrupt file fails here: `io:truncated_file`
         if rr.text_field not in pf.schema_arrow.names:
             yield QuarantineRow('io', 'io:missing_text_field', path, 0, f"no column {rr.text_field!r} in "
-                                f"{pf.schema_arrow.names}: {pf.metadata.num_rows} rows skipped; pass text_field=")
+                                f"{pf.schema_arrow.names}: {pf.metadata.num_rows} rows skipped; choose it with --text-field")
             return
         offset = 0
         for batch in pf.iter_batches(batch_size=rr.batch_size):
@@ -487,6 +624,7 @@ def _parquet_slice(rr: RecordReader, path: str, batch: pa.RecordBatch, offset: i
         is_null = text.is_null().to_numpy(zero_copy_only=False)
         blank = pc.or_kleene(pc.equal(size, 0), pc.utf8_is_space(text)).to_numpy(zero_copy_only=False)
         reasons[blank == True] = 'io:empty_text'
+        reasons[pc.fill_null(pc.match_substring(text, '\x00'), False).to_numpy(zero_copy_only=False)] = 'io:wrong_encoding'
         reasons[size > rr.max_doc_bytes] = 'io:too_large'
         reasons[is_null] = 'io:missing_text_field'
     else: reasons[:] = 'io:non_string_text'
@@ -497,6 +635,7 @@ def _parquet_slice(rr: RecordReader, path: str, batch: pa.RecordBatch, offset: i
         where = offset + i
         if reason is not None:
             detail = {'io:empty_text': 'empty or whitespace only', 'io:missing_text_field': f'field {rr.text_field!r} is null',
+                      'io:wrong_encoding': 'the text holds NUL characters',
                       'io:non_string_text': str(batch.column(rr.text_field).type)}.get(reason) or \
                      f'{len(t.encode())} UTF-8 bytes > max_doc_bytes={rr.max_doc_bytes}'
             yield QuarantineRow('io', reason, path, where, detail, _preview({rr.text_field: t, **fields}))
@@ -512,7 +651,7 @@ _READERS['parquet'] = _read_parquet
 # %% ../nbs/01_io.ipynb #40d5b1c7
 def _read_txt(rr: RecordReader, path: str, cur: _Cursor):
     "Plain text: a document per line (`txt_mode='line'`) or per file (`'file'`)."
-    with _open_bytes(path) as f:
+    with _open_bytes(path, utf8=rr._utf8) as f:
         cur.opened = True
         if rr.txt_mode == 'file':
             yield _whole_file(rr, path, f)
@@ -553,6 +692,13 @@ def _read_warc(rr: RecordReader, path: str, cur: _Cursor):
     from warcio.archiveiterator import ArchiveIterator
     codec = _split_compression(path)[1]
     with _open_bytes(path, compression=None if codec == 'gzip' else 'infer') as f:  # warcio reads gzip members itself
+        if codec == 'gzip':
+            _check_magic(f, 'gzip', path)
+            with gzip.GzipFile(fileobj=f) as g: head = g.read(5)
+            f.seek(0)
+        else: head = f.peek(5)[:5] if hasattr(f, 'peek') else b'WARC/'
+        if head and head != b'WARC/':
+            raise BadFile('io:not_warc', f'{path} is named like a WARC file but does not start with a WARC record ({head!r})')
         cur.opened, cur.next = True, 0
         for index, rec in enumerate(ArchiveIterator(f)):
             cur.next = index + 1
@@ -571,7 +717,7 @@ def _read_warc(rr: RecordReader, path: str, cur: _Cursor):
                 try: text = payload.decode(charset, 'replace')
                 except LookupError: text = payload.decode('utf-8', 'replace')
                 meta['decode_errors'] = f'{type(e).__name__}: {e}; invalid bytes replaced'
-            bad = _check_text(rr, text)
+            bad = _check_text(rr, text, payload=True)  # a binary payload is HtmlToText's to reject (`extract:not_html`)
             if bad: yield QuarantineRow('io', bad[0], path, index, f"{bad[1]} ({meta['url']})", _preview(payload)); continue
             yield (text, f'{path}#{index}', None, None, meta['warc_date'], meta)
 

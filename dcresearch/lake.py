@@ -2,26 +2,47 @@
 
 # %% ../nbs/03_lake.ipynb #16fff6fe
 from __future__ import annotations
-import json, os, shutil, time
+import json, os, shutil, socket, time
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
-from deltalake import DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+from .core import fault_point, get_logger
 
 # %% auto #0
-__all__ = ['STAGE_TABLES', 'write_delta', 'delta_dataset', 'read_delta', 'read_delta_table', 'delta_version', 'delta_history',
-           'restore_delta', 'commit_parquet_files', 'is_delta_table', 'is_stage_dir', 'stage_tables', 'sql']
+__all__ = ['STAGE_TABLES', 'RUN_MANIFEST', 'LOCK_FILE', 'committed_version', 'write_delta', 'delta_dataset', 'read_delta',
+           'read_delta_table', 'delta_version', 'delta_history', 'restore_delta', 'commit_parquet_files',
+           'is_delta_table', 'is_stage_dir', 'read_run_manifest', 'write_run_manifest', 'stage_tables', 'stage_version',
+           'read_stage_table', 'StageLocked', 'stage_lock', 'release_inherited_locks', 'sql']
 
 # %% ../nbs/03_lake.ipynb #52fd75fc
+def committed_version(uri: str|Path,  # table directory
+                      txn: str|None,  # application transaction id of a commit
+                     ) -> int|None:
+    "The table version that the commit tagged `txn` made, or None if no such commit is in the table's log."
+    if txn is None or not (Path(uri)/'_delta_log').is_dir(): return None
+    return DeltaTable(str(uri)).transaction_version(txn)
+
+def _tagged(uri: str|Path, txn: str|None) -> CommitProperties|None:
+    "Commit properties recording `txn` with the version this commit will make (one writer per stage: the lock)."
+    if txn is None: return None
+    version = DeltaTable(str(uri)).version() + 1 if (Path(uri)/'_delta_log').is_dir() else 0
+    return CommitProperties(app_transactions=[Transaction(txn, version, int(time.time() * 1000))])
+
 def write_delta(uri: str|Path,  # table directory (or object-store URL)
                 tables: pa.Table|Iterable[pa.Table],  # one table, or a stream of tables with the same columns
                 mode: str='overwrite',  # 'overwrite' makes a new version; 'append' adds rows to the current one
                 schema: pa.Schema|None=None,  # needed when `tables` may be empty
+                txn: str|None=None,  # application transaction id: if a commit with it is in the log, write nothing
                ) -> int:
-    "Write `tables` to the Delta table at `uri` as one commit; return the new version."
+    "Write `tables` to the Delta table at `uri` as one commit; return the new version (or the one `txn` already made)."
+    if (done := committed_version(uri, txn)) is not None: return done
     if isinstance(tables, pa.Table): tables = [tables]
     it = iter(tables)
     first = next(it, None)
@@ -33,7 +54,8 @@ def write_delta(uri: str|Path,  # table directory (or object-store URL)
         yield from first.to_batches()
         for t in it: yield from t.select(schema.names).cast(schema).to_batches()
     reader = pa.RecordBatchReader.from_batches(schema, _batches())
-    write_deltalake(str(uri), reader, mode=mode, schema_mode='merge' if mode == 'append' else 'overwrite')
+    write_deltalake(str(uri), reader, mode=mode, schema_mode='merge' if mode == 'append' else 'overwrite',
+                    commit_properties=_tagged(uri, txn))
     return DeltaTable(str(uri)).version()
 
 # %% ../nbs/03_lake.ipynb #ce674903
@@ -102,30 +124,42 @@ def _conform(path: Path, schema: pa.Schema) -> Path:
     os.replace(tmp, path)
     return path
 
+def _place(src: Path, dst: Path):
+    "Put `src` at `dst` (a hard link, else a copy) atomically, replacing what an interrupted attempt left there."
+    tmp = dst.with_name(f'.{dst.name}.{os.getpid()}')
+    tmp.unlink(missing_ok=True)
+    try: os.link(src, tmp)
+    except OSError: shutil.copyfile(src, tmp)  # another file system
+    os.replace(tmp, dst)
+
 def commit_parquet_files(uri: str|Path,  # local table directory (created if missing)
-                         files: list[str|Path],  # Parquet files to add; they are moved into the table
+                         files: list[str|Path],  # Parquet files to add; they are linked (or copied) into the table, never moved
                          schema: pa.Schema,  # the table's schema after this commit
                          mode: str='overwrite',  # 'overwrite' replaces the table's rows; 'append' adds to them
                          prefix: str='part',  # file name prefix inside the table
+                         txn: str|None=None,  # application transaction id: if a commit with it is in the log, do nothing
                         ) -> int:
-    "Move `files` into the Delta table at `uri` and commit them as one version; return it."
+    "Add `files` to the Delta table at `uri` as one commit; return the new version (or the one `txn` already made)."
     import pyarrow.parquet as pq
     from deltalake.transaction import AddAction
-    uri = Path(uri); uri.mkdir(parents=True, exist_ok=True)
+    uri = Path(uri)
+    if (done := committed_version(uri, txn)) is not None: return done
+    uri.mkdir(parents=True, exist_ok=True)
     if not (uri/'_delta_log').is_dir(): DeltaTable.create(str(uri), schema, mode='error')
-    actions, stamp = [], time.time_ns()
+    actions, tag = [], txn or str(time.time_ns())
     for i, f in enumerate(files):
         f = _conform(Path(f), schema)
-        name = f'{prefix}-{stamp}-{i:06d}.parquet'
-        n = pq.ParquetFile(f).metadata.num_rows
-        shutil.move(str(f), uri/name)
+        name = f'{prefix}-{tag}-{i:06d}.parquet'
+        _place(f, uri/name)
+        n = pq.ParquetFile(uri/name).metadata.num_rows
         actions.append(AddAction(name, (uri/name).stat().st_size, {}, int(time.time() * 1000), True, json.dumps({'numRecords': n})))
-    dt = DeltaTable(str(uri))
-    dt.create_write_transaction(actions, mode, schema)
+    fault_point(f'{uri.name}: files in place, not yet committed')
+    DeltaTable(str(uri)).create_write_transaction(actions, mode, schema, commit_properties=_tagged(uri, txn))
     return DeltaTable(str(uri)).version()
 
 # %% ../nbs/03_lake.ipynb #fc827a70
 STAGE_TABLES = ('records', 'rejected', 'quarantine', 'ledger')
+RUN_MANIFEST = 'run.json'
 
 def is_delta_table(path: str|Path) -> bool:
     "True if `path` is a Delta table (a local directory with a `_delta_log`)."
@@ -135,23 +169,108 @@ def is_stage_dir(path: str|Path) -> bool:
     "True if `path` is a stage directory written by the pipeline runner (has a `records` Delta table)."
     return is_delta_table(Path(path)/'records')
 
+def read_run_manifest(stage_dir: str|Path) -> dict|None:
+    "The `run.json` of the stage's last finished run, or None when it has none."
+    p = Path(stage_dir)/RUN_MANIFEST
+    if not p.is_file(): return None
+    try: return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f'{p} is not valid JSON ({e}): run the command that wrote {stage_dir} again') from None
+
+def write_run_manifest(stage_dir: str|Path,  # the stage directory
+                       manifest: dict,  # its run.json: at least `tables`, the table versions readers should see
+                      ) -> Path:
+    "Write a stage's `run.json` atomically (a temporary file renamed over it): readers see the old one or the new one."
+    p = Path(stage_dir)/RUN_MANIFEST
+    tmp = p.with_name(f'.{RUN_MANIFEST}.{os.getpid()}')
+    tmp.write_text(json.dumps(manifest, indent=2, default=str)); os.replace(tmp, p)
+    return p
+
 def stage_tables(stage_dir: str|Path) -> dict[str, Path]:
     "The Delta tables in `stage_dir` by name (`records`, `rejected`, `quarantine`, `ledger`)."
-    if not is_stage_dir(stage_dir):
+    d = Path(stage_dir)
+    if not is_stage_dir(d):
         raise FileNotFoundError(f'{stage_dir} is not a stage directory (no records/_delta_log): run `dcr ingest ... --out {stage_dir}` first')
-    return {n: Path(stage_dir)/n for n in STAGE_TABLES if is_delta_table(Path(stage_dir)/n)}
+    if not (d/RUN_MANIFEST).is_file() and (d/'_work').is_dir():
+        raise FileNotFoundError(f'{stage_dir} holds only a run that did not finish (no run.json, a _work folder): '
+                                'run the same command again to finish it')
+    return {n: d/n for n in STAGE_TABLES if is_delta_table(d/n)}
+
+def stage_version(stage_dir: str|Path,  # a stage directory
+                  table: str='records',  # one of its tables
+                 ) -> int:
+    "The version of `table` that the stage's last finished run committed (from `run.json`), else the latest."
+    stage_tables(stage_dir)  # a clear error if this is no (finished) stage
+    v = ((read_run_manifest(stage_dir) or {}).get('tables') or {}).get(table)
+    return int(v) if v is not None else delta_version(Path(stage_dir)/table)
+
+def read_stage_table(stage_dir: str|Path,  # a stage directory
+                     table: str='records',  # one of its tables
+                     columns: list[str]|None=None,  # columns to read; default: all
+                    ) -> pa.Table:
+    "The whole `table` of a stage at the version its last finished run committed."
+    return read_delta_table(Path(stage_dir)/table, stage_version(stage_dir, table), columns)
+
+# %% ../nbs/03_lake.ipynb #61bb76be
+LOCK_FILE = '_dcr_lock'
+_held_locks: dict[str, int] = {}  # stage directories this process holds the lock of -> the lock file descriptor
+
+class StageLocked(RuntimeError):
+    "Another live process is writing the same stage directory."
+
+def _lock_holder(text: str) -> str:
+    try: h = json.loads(text)
+    except ValueError: return 'unknown process'
+    return f"pid {h.get('pid')} on {h.get('host')}, since {h.get('started')}: {h.get('command')}"
+
+@contextmanager
+def stage_lock(stage_dir: str|Path,  # the stage directory to write (created if missing)
+              ) -> Iterator[Path]:
+    "Hold the writer lock of `stage_dir` for the `with` block (re-entrant); `StageLocked` at once if another process holds it."
+    import fcntl, sys
+    d = Path(stage_dir)
+    try: d.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise ValueError(f'cannot create the output directory {d} ({e.strerror}): choose another --out') from None
+    key = str(d.resolve())
+    if key in _held_locks: yield d; return
+    try: fd = os.open(d/LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e: raise ValueError(f'cannot write in the output directory {d} ({e.strerror}): choose another --out') from None
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 4096, 0).decode('utf-8', 'replace')
+        os.close(fd)
+        raise StageLocked(f'{d} is locked by another writer ({_lock_holder(holder)}): wait for it to finish or write to '
+                          'another --out (the lock goes away when that process ends)') from None
+    # a holder that ended normally emptied the file, so text left in it is a dead process's lock, now ours
+    if left := os.pread(fd, 4096, 0).decode('utf-8', 'replace').strip():
+        get_logger('dcresearch.lake').warning(f'{d}: took over the lock left by {_lock_holder(left)}, which is no longer running')
+    me = dict(host=socket.gethostname(), pid=os.getpid(), started=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+              command=' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv[:3])))
+    os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(me).encode(), 0); os.fsync(fd)
+    _held_locks[key] = fd
+    try: yield d
+    finally:
+        del _held_locks[key]
+        os.ftruncate(fd, 0); os.close(fd)
+
+def release_inherited_locks():
+    "In a forked worker: close the copies of this process's stage-lock descriptors, so the lock dies with its holder."
+    for fd in _held_locks.values():
+        try: os.close(fd)
+        except OSError: pass
+    _held_locks.clear()
 
 # %% ../nbs/03_lake.ipynb #4c4f3c1c
 def sql(query: str,  # DuckDB SQL; refer to tables by the names given
-        stage_dir: str|Path|None=None,  # expose this stage's `records`, `rejected`, `quarantine`, `ledger`
+        stage_dir: str|Path|None=None,  # expose this stage's `records`, `rejected`, `quarantine`, `ledger` (as of its run.json)
         **tables: str|Path,  # more tables: name=path of a Delta table
        ):
     "Run `query` with DuckDB over Delta tables; returns a `duckdb` relation (`.df()`, `.arrow()`, `.show()`)."
-    named = dict(stage_tables(stage_dir)) if stage_dir is not None else {}
-    named.update(tables)
+    named = {n: (p, stage_version(stage_dir, n)) for n, p in stage_tables(stage_dir).items()} if stage_dir is not None else {}
+    named.update({n: (p, None) for n, p in tables.items()})
     con = duckdb.connect()
-    for name, path in named.items():
-        dset = delta_dataset(path)
+    for name, (path, version) in named.items():
+        dset = delta_dataset(path, version)
         if dset.files:  # DuckDB reads the current version's Parquet files itself (any text encoding)
             files = ', '.join("'" + f.replace("'", "''") + "'" for f in dset.files)
             con.sql(f'create view "{name}" as select * from read_parquet([{files}], union_by_name=true)')

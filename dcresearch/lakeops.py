@@ -2,7 +2,7 @@
 
 # %% ../nbs/15_lakeops.ipynb #9a0912be
 from __future__ import annotations
-import getpass, hashlib, json, mmap, os, posixpath, shutil, time
+import getpass, hashlib, hmac, json, mmap, os, posixpath, re, shutil, time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,13 +14,13 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from .core import get_logger
-from .lake import delta_dataset, is_delta_table
+from .lake import RUN_MANIFEST, STAGE_TABLES, delta_dataset, delta_version, is_delta_table, read_run_manifest, write_run_manifest
 
 # %% auto #0
 __all__ = ['MANIFEST', 'ERASURE_LOG', 'LAKE_ACTIONS', 'LakeOpsError', 'lake_tables', 'table_history', 'format_rows',
            'restore_version', 'VerifyReport', 'read_manifest', 'verify_backup', 'BackupResult', 'backup',
-           'RestoreResult', 'restore_backup', 'value_spellings', 'files_containing', 'ErasurePlan', 'erasure_plan',
-           'compact_history', 'ErasureIncomplete', 'ErasureReport', 'read_erasure_log', 'erase', 'lake']
+           'RestoreResult', 'restore_backup', 'value_spellings', 'value_kind', 'files_containing', 'ErasurePlan',
+           'erasure_plan', 'compact_history', 'ErasureIncomplete', 'ErasureReport', 'read_erasure_log', 'erase', 'lake']
 
 # %% ../nbs/15_lakeops.ipynb #b8150070
 class LakeOpsError(ValueError):
@@ -125,6 +125,12 @@ def restore_version(target: str|Path,  # a Delta table or a stage directory
         if not olds:  # the table was created after that records version: leave it, and say so
             rows.append(dict(_restore_one(name, uri, None), restored_to='(did not exist)')); continue
         rows.append(_restore_one(name, uri, max(olds)))
+    if (m := read_run_manifest(target)) is not None:  # readers follow run.json: point it at the restored versions
+        from dcresearch.pipeline import load_ledger
+        m['tables'] = {n: delta_version(uri) for n, uri in tables.items() if n in (m.get('tables') or {}) or n in STAGE_TABLES}
+        if 'ledger' in m['tables']: m['counts'] = load_ledger(target, m['tables']['ledger']).summary()
+        m.setdefault('changes', []).append(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}: restored to records version {version}")
+        write_run_manifest(target, m)
     return rows
 
 # %% ../nbs/15_lakeops.ipynb #5296af7e
@@ -285,6 +291,14 @@ def value_spellings(value: str) -> list[str]:
     for _ in range(2): out |= {json.dumps(s, ensure_ascii=a)[1:-1] for s in out for a in (False, True)}
     return sorted(out)
 
+_EMAIL = re.compile(r'^[^@\s]+@[^@\s]+\.[^@\s]+$')
+
+def value_kind(value: str) -> str:
+    "`email` or `text`: how an erased value is matched (e-mail addresses are case-insensitive, as mail systems treat them)."
+    return 'email' if _EMAIL.match(value.strip()) else 'text'
+
+def _ignore_case(value: str) -> bool: return value_kind(value) == 'email'
+
 def _string_arrays(arr: pa.Array):
     "Every string/binary array inside `arr`, descending into structs, lists, maps and dictionaries."
     t = arr.type
@@ -297,35 +311,34 @@ def _string_arrays(arr: pa.Array):
     elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t): yield from _string_arrays(arr.flatten())
     elif pa.types.is_dictionary(t): yield from _string_arrays(arr.dictionary)
 
-def _parquet_contains(path: Path, needles: list[str]) -> bool:
+def _parquet_contains(path: Path, needles: list[str], ignore_case: bool=False) -> bool:
     try: pf = pq.ParquetFile(path)
     except Exception: return False  # not readable as Parquet: the raw-byte search still covered it
     for batch in pf.iter_batches(batch_size=10_000):
         for col in batch.columns:
             for arr in _string_arrays(col):
-                if any(pc.any(pc.match_substring(arr, n)).as_py() for n in needles): return True
+                if any(pc.any(pc.match_substring(arr, n, ignore_case=ignore_case)).as_py() for n in needles): return True
     return False
 
 def _is_parquet(path: Path) -> bool:
     with open(path, 'rb') as f: return path.stat().st_size >= 8 and f.read(4) == b'PAR1'
 
-def _bytes_contain(path: Path, needles: list[bytes]) -> bool:
+def _bytes_contain(path: Path, needles: list[bytes], ignore_case: bool=False) -> bool:
     if path.stat().st_size == 0: return False
     with open(path, 'rb') as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        if ignore_case: return re.compile(b'|'.join(map(re.escape, needles)), re.IGNORECASE).search(m) is not None
         return any(m.find(n) >= 0 for n in needles)
 
 def files_containing(root: str|Path,  # a file or a directory to search (every file under it)
                      value: str,  # the text to look for
                     ) -> list[Path]:
-    "Files under `root` whose raw bytes or decoded Parquet strings contain `value` in any of its spellings."
-    root, needles = Path(root), value_spellings(value)
+    "Files under `root` whose raw bytes or decoded Parquet strings contain `value` in any of its spellings (e-mail addresses in any case)."
+    root, needles, ic = Path(root), value_spellings(value), _ignore_case(value)
     raw = [n.encode('utf-8') for n in needles]
     files = [root] if root.is_file() else sorted(p for p in root.rglob('*') if p.is_file())
-    return [p for p in files if _bytes_contain(p, raw) or (_is_parquet(p) and _parquet_contains(p, needles))]
+    return [p for p in files if _bytes_contain(p, raw, ic) or (_is_parquet(p) and _parquet_contains(p, needles, ic))]
 
 # %% ../nbs/15_lakeops.ipynb #dbf99ad4
-def _sha(s: str) -> str: return hashlib.sha256(s.encode('utf-8')).hexdigest()
-
 def _selector(ids: list[str]|None, value: str|None) -> tuple[list[str]|None, str|None]:
     ids = sorted({str(i).strip() for i in ids if str(i).strip()}) if ids else None
     if (ids is None) == (value is None):
@@ -351,10 +364,11 @@ def _match_mask(batch: pa.RecordBatch, ids: list[str]|None, value: str|None) -> 
     mask = pa.array([False] * batch.num_rows)
     if ids is not None:
         return pc.fill_null(pc.is_in(batch.column('id'), pa.array(ids)), False) if 'id' in batch.schema.names else mask
+    ic = _ignore_case(value)
     for f in batch.schema:
         if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
             for s in value_spellings(value):
-                mask = pc.or_(mask, pc.fill_null(pc.match_substring(batch.column(f.name), s), False))
+                mask = pc.or_(mask, pc.fill_null(pc.match_substring(batch.column(f.name), s, ignore_case=ic), False))
     return mask
 
 def _locators(t: pa.RecordBatch) -> list[str]:
@@ -369,28 +383,70 @@ class ErasurePlan:
     "Rows an erasure would delete, per table (counts and a few ids or source locators, never content)."
     target: str; selector: dict; matches: dict[str, int]; examples: dict[str, list[str]]
     files: dict[str, list[str]] = field(default_factory=dict, repr=False)  # per table: live files holding matches
+    unscanned: list[str] = field(default_factory=list)  # encrypted datasets that could not be read (no key)
 
     @property
     def total(self) -> int: return sum(self.matches.values())
 
     def __str__(self):
         rows = [dict(table=k, rows=n, examples=', '.join(self.examples.get(k, [])[:3])) for k, n in self.matches.items()]
-        return f'erase {self.selector["kind"]} from {self.target}: {self.total} row(s) match\n' + format_rows(rows)
+        out = f'erase {self.selector["kind"]} from {self.target}: {self.total} row(s) match\n' + format_rows(rows)
+        if self.unscanned:
+            out += (f'\nNOT SCANNED (encrypted, no key): {", ".join(self.unscanned)}; set DCR_KEY_FILE (or DCR_KEY) to the '
+                    'lake key, or the erasure is refused')
+        return out
     __repr__ = __str__
 
-def _selector_record(ids, value) -> dict:
-    "The selector as it is logged: SHA-256 hashes, never the raw value or ids."
-    if ids is not None: return dict(kind='ids', n=len(ids), sha256=[_sha(i) for i in ids])
-    return dict(kind='value', sha256=_sha(value))
+def _selector_record(ids, value, key: bytes|None) -> dict:
+    "The selector as it is logged: HMACs under the lake key (never the raw value or ids, nor a plain hash of them)."
+    kind = 'ids' if ids is not None else 'value'
+    if key is None: return dict(kind=kind, n=len(ids) if ids else 1, hmac=None, note='no lake key set: no fingerprint kept')
+    from dcresearch.secure import _subkey
+    k = _subkey(key, b'erasure log')
+    mac = lambda s: hmac.new(k, s.encode('utf-8'), hashlib.sha256).hexdigest()
+    if ids is not None: return dict(kind='ids', n=len(ids), hmac=[mac(i) for i in ids])
+    return dict(kind='value', value_kind=value_kind(value), hmac=mac(value.strip().lower() if _ignore_case(value) else value))
 
-def erasure_plan(target: str|Path,  # a Delta table, stage directory or lake directory
+def _encrypted_datasets(target: Path) -> dict[str, Path]:
+    "The encrypted datasets at or under `target`, by relative name."
+    from dcresearch.secure import MANIFEST_FILE, is_encrypted_dataset
+    if is_encrypted_dataset(target): return {'.': target}
+    return {p.parent.relative_to(target).as_posix(): p.parent for p in sorted(target.rglob(MANIFEST_FILE))}
+
+def _targets(target: str|Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    "The Delta tables and the encrypted datasets an erasure of `target` covers."
+    target = Path(target)
+    if not target.exists(): raise FileNotFoundError(f'{target} does not exist: give a Delta table, a stage directory or a lake directory')
+    enc = _encrypted_datasets(target)
+    try: tables = lake_tables(target) if '.' not in enc else {}
+    except LakeOpsError:
+        if not enc: raise
+        tables = {}
+    return tables, enc
+
+def _count_encrypted(path: Path, key: bytes, ids, value) -> tuple[int, list[str]]:
+    "Matching rows in an encrypted dataset (decrypted in memory, shard by shard) and a few of their ids."
+    from dcresearch.secure import read_encrypted
+    n, examples = 0, []
+    for t in read_encrypted(path, key):
+        for b in t.to_batches():
+            m = _match_mask(b, ids, value)
+            if m.true_count:
+                n += m.true_count
+                if len(examples) < 5: examples += _locators(b.filter(m))[:5 - len(examples)]
+    return n, examples
+
+def erasure_plan(target: str|Path,  # a Delta table, stage directory, encrypted dataset or lake directory
                  ids: list[str]|None=None,  # record ids to erase (the `id` column)
                  value: str|None=None,  # a value (e.g. an e-mail address) whose records to erase
                 ) -> ErasurePlan:
-    "Which rows of which tables an erasure of `ids` or `value` would delete (reads only)."
+    "Which rows of which tables (and encrypted datasets) an erasure of `ids` or `value` would delete (reads only)."
     ids, value = _selector(ids, value)
-    plan = ErasurePlan(str(target), _selector_record(ids, value), {}, {})
-    for name, uri in lake_tables(target).items():
+    tables, enc = _targets(target)
+    from dcresearch.secure import lake_key
+    key = lake_key()
+    plan = ErasurePlan(str(target), _selector_record(ids, value, key), {}, {})
+    for name, uri in tables.items():
         schema, rels = _live_files(uri)
         n, examples, files = 0, [], []
         for rel in rels:
@@ -402,6 +458,9 @@ def erasure_plan(target: str|Path,  # a Delta table, stage directory or lake dir
                     if len(examples) < 5: examples += _locators(b.filter(m))[:5 - len(examples)]
             if k: n += k; files.append(rel)
         plan.matches[name], plan.examples[name], plan.files[name] = n, examples, files
+    for name, path in enc.items():
+        if key is None: plan.unscanned.append(_display(name, Path(target))); continue
+        plan.matches[f'{name} (encrypted)'], plan.examples[f'{name} (encrypted)'] = _count_encrypted(path, key, ids, value)
     return plan
 
 # %% ../nbs/15_lakeops.ipynb #a5ae5108
@@ -434,15 +493,18 @@ class ErasureReport:
     def __str__(self):
         rows = [dict(table=k, rows_deleted=n, history_from_version=self.history_from.get(k)) for k, n in self.deleted.items()]
         side = ''.join(f'\n{p}: {n} line(s) removed' for p, n in self.side_files.items())
-        proof = ('no file under the target holds it any more' if self.verified else 'STILL FOUND IN: ' + ', '.join(self.leftover))
+        proof = ('no file under the target holds it any more, and no encrypted dataset does once decrypted' if self.verified
+                 else 'STILL FOUND IN: ' + ', '.join(self.leftover))
         return (f'erased {self.selector["kind"]} from {self.target} in {self.seconds:.1f} s: {sum(self.deleted.values())} row(s)\n'
                 + format_rows(rows) + side + f'\nproof: {proof}\nlogged in {Path(self.target)/ERASURE_LOG}')
     __repr__ = __str__
 
-def _drop_lines(path: Path, needles: list[str]) -> int:
+def _drop_lines(path: Path, needles: list[str], ignore_case: bool=False) -> int:
     "Remove the lines of a JSON-lines file that contain any of `needles`; return how many."
     lines = path.read_text(encoding='utf-8').splitlines(keepends=True)
-    keep = [l for l in lines if not any(n in l for n in needles)]
+    fold = (lambda s: s.lower()) if ignore_case else (lambda s: s)
+    low = [fold(n) for n in needles]
+    keep = [l for l in lines if not any(n in fold(l) for n in low)]
     if len(keep) != len(lines):
         tmp = path.with_name(path.name + '.erasing')
         tmp.write_text(''.join(keep), encoding='utf-8'); os.replace(tmp, path)
@@ -477,37 +539,77 @@ def _rewrite_without(uri: Path, rels: list[str], ids: list[str]|None, value: str
     DeltaTable(str(uri)).create_write_transaction(actions, 'append', schema)
     return deleted
 
-def erase(target: str|Path,  # a local Delta table, stage directory or lake directory
+def _rewrite_encrypted(path: Path, key: bytes, ids: list[str]|None, value: str|None) -> int:
+    "Write the encrypted dataset at `path` again without the selected rows (new shards, new manifest); return rows deleted."
+    from dcresearch.secure import manifest_schema, read_encrypted, read_manifest, write_encrypted
+    deleted = [0]
+    def _kept():
+        for t in read_encrypted(path, key):
+            for b in t.to_batches():
+                m = _match_mask(b, ids, value)
+                deleted[0] += m.true_count
+                yield pa.Table.from_batches([b.filter(pc.invert(m))], schema=t.schema)
+    m = read_manifest(path)
+    write_encrypted(_kept(), path, key, dataset=m['dataset'], classification=m['classification'], schema=manifest_schema(m),
+                    source=m.get('source'))
+    return deleted[0]
+
+def _repin_stages(tables: dict[str, Path], deleted: dict[str, int], note: str):
+    "Point each affected stage's run.json at its tables' new versions (old ones are gone) and count the erased rows there."
+    stages = {}
+    for name, uri in tables.items(): stages.setdefault(uri.parent, {})[uri.name] = deleted.get(name, 0)
+    for stage, erased in stages.items():
+        m = read_run_manifest(stage) if (stage/RUN_MANIFEST).is_file() else None
+        if m is None or not set(erased) & set(m.get('tables') or {}): continue
+        m['tables'] = {t: (delta_version(stage/t) if t in erased else v) for t, v in m['tables'].items()}
+        m['erased'] = {t: (m.get('erased') or {}).get(t, 0) + erased.get(t, 0) for t in m['tables']}
+        m.setdefault('changes', []).append(note)
+        write_run_manifest(stage, m)
+
+def erase(target: str|Path,  # a local Delta table, stage directory, encrypted dataset or lake directory
           ids: list[str]|None=None,  # record ids to erase (the `id` column)
           value: str|None=None,  # a value (e.g. an e-mail address): erase every row containing it
          ) -> ErasureReport:
-    "Delete the rows of `ids` or containing `value` from every table, purge old files and log, prove it, log it."
+    "Delete the rows of `ids` or containing `value` from every table and encrypted dataset, purge old files and log, prove it, log it."
     t0, target = time.time(), Path(target)
     ids, value = _selector(ids, value)
-    tables = lake_tables(target)
+    tables, enc = _targets(target)
+    for trash in target.rglob('_work.discarded-*'): shutil.rmtree(trash, ignore_errors=True)  # a removal a kill interrupted
     partial = sorted(str(p) for p in target.rglob('_work') if p.is_dir())
     if partial: raise LakeOpsError(f'partial pipeline run(s) in {", ".join(partial)} would bring erased rows back: '
                                    f'finish the run (repeat its command) or delete _work, then erase')
     plan, log = erasure_plan(target, ids, value), get_logger('dcresearch.lakeops')
+    if plan.unscanned:
+        raise LakeOpsError(f'cannot erase: the encrypted dataset(s) {", ".join(plan.unscanned)} can only be searched with the '
+                           'lake key; set DCR_KEY_FILE (or DCR_KEY) and run the erasure again (nothing was changed)')
+    from dcresearch.secure import lake_key
+    key = lake_key()
     deleted, history_from = {}, {}
     for name, uri in tables.items():
         deleted[name] = _rewrite_without(uri, plan.files[name], ids, value) if plan.files.get(name) else 0
         history_from[name] = compact_history(uri)
+    for name, path in enc.items():
+        deleted[f'{name} (encrypted)'] = _rewrite_encrypted(path, key, ids, value) if plan.matches.get(f'{name} (encrypted)') else 0
+    _repin_stages(tables, deleted, f"erasure {datetime.now(timezone.utc).isoformat(timespec='seconds')}: "
+                                   f"{sum(deleted.values())} row(s), selector {plan.selector['kind']}")
     side, leftover = {}, []
     if value is not None:
         table_dirs = [p.resolve() for p in tables.values()]
         for f in files_containing(target, value):
             in_table = any(f.resolve().is_relative_to(d) for d in table_dirs)
             if f.suffix == '.jsonl' and not in_table and f.name != ERASURE_LOG:
-                side[str(f.relative_to(target))] = _drop_lines(f, value_spellings(value))
+                side[str(f.relative_to(target))] = _drop_lines(f, value_spellings(value), _ignore_case(value))
         leftover = [f.relative_to(target).as_posix() for f in files_containing(target, value)]
     else:
         left = erasure_plan(target, ids=ids)
         leftover = [f'{name} ({n} rows with an erased id)' for name, n in left.matches.items() if n]
+        for name, p in enc.items():  # ciphertext hides the value from the byte scan: decrypt and look again
+            if (n := _count_encrypted(p, key, ids, value)[0]): leftover.append(f'{name} (encrypted, {n} rows)')
     rep = ErasureReport(str(target), os.environ.get('DCR_USER') or getpass.getuser(),
                         datetime.now(timezone.utc).isoformat(timespec='seconds'), plan.selector, deleted, history_from,
                         side, not leftover, leftover, round(time.time() - t0, 2))
-    with open(target/ERASURE_LOG, 'a', encoding='utf-8') as f: f.write(json.dumps(rep.record()) + '\n')
+    log_dir = target if target.is_dir() else target.parent
+    with open(log_dir/ERASURE_LOG, 'a', encoding='utf-8') as f: f.write(json.dumps(rep.record()) + '\n')
     log.info(f'erased {plan.selector["kind"]} from {target}: {sum(deleted.values())} row(s), verified={rep.verified}')
     if leftover: raise ErasureIncomplete(f'{rep}\nremove or edit those files by hand, then run the erasure again')
     return rep

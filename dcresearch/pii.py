@@ -940,9 +940,9 @@ def pii_outputs(stage_dir: str|Path,  # stage directory written by `pii` (or a p
                ) -> tuple[list[dict], list[dict]]:
     "The `spans.jsonl` and `redacted.jsonl` rows of a privacy stage, one per input record, in input order."
     from dcresearch.io import input_ids, split_source
-    from dcresearch.lake import read_delta_table
-    recs = read_delta_table(Path(stage_dir)/'records', columns=['source', 'meta', 'text', 'pii_spans'])
-    q = read_delta_table(Path(stage_dir)/'quarantine', columns=['source', 'line', 'reason', 'raw'])
+    from dcresearch.lake import read_stage_table
+    recs = read_stage_table(stage_dir, 'records', ['source', 'meta', 'text', 'pii_spans'])
+    q = read_stage_table(stage_dir, 'quarantine', ['source', 'line', 'reason', 'raw'])
     items = [(src, meta, dict(spans=json.loads(sp or '[]'), text=text, error=None))
              for src, meta, text, sp in zip(*(recs[c].to_pylist() for c in ('source', 'meta', 'text', 'pii_spans')))]
     for src, line, reason, raw in zip(*(q[c].to_pylist() for c in ('source', 'line', 'reason', 'raw'))):
@@ -978,10 +978,12 @@ def pii(inputs: list[str],  # files/globs (JSON array, JSONL, CSV, Parquet, ...)
     from dcresearch.io import write_json_lines
     from dcresearch.pipeline import Pipeline, open_source
     step = RedactPII(entities=entities, operator=operator, language=language, vault=vault)
+    from dcresearch.lake import stage_lock
     source = _IdOnlyQuarantine(open_source(inputs, text_field=text_field))
-    res = Pipeline([step], stage='privacy', workers=workers, progress=not quiet).run(source, out)
-    spans, texts = pii_outputs(out)
-    write_json_lines(spans, Path(out)/'spans.jsonl'); write_json_lines(texts, Path(out)/'redacted.jsonl')
+    with stage_lock(out):
+        res = Pipeline([step], stage='privacy', workers=workers, progress=not quiet).run(source, out)
+        spans, texts = pii_outputs(out)
+        write_json_lines(spans, Path(out)/'spans.jsonl'); write_json_lines(texts, Path(out)/'redacted.jsonl')
     if not quiet:
         n_found = sum(len(s['spans']) for s in spans)
         missing = coverage(step.entities, language, step.ner_model).query('not covered').entity_type.tolist()

@@ -2,7 +2,7 @@
 
 # %% ../nbs/02_pipeline.ipynb #fe6ee1cc
 from __future__ import annotations
-import hashlib, json, os, shutil, time, uuid
+import hashlib, json, os, shutil, signal, threading, time, uuid
 import multiprocessing as mp
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, Future
@@ -16,12 +16,14 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from .core import (Step, StepResult, QUARANTINE_SCHEMA, RECORD_SCHEMA, REJECT_COLUMNS,
-                             get_logger, quarantine_table)
-from .lake import commit_parquet_files, write_delta, read_delta_table, stage_tables
+                             fault_point, get_logger, quarantine_table)
+from .lake import (commit_parquet_files, read_delta_table, read_run_manifest, release_inherited_locks,
+                   stage_lock, stage_tables, stage_version, write_delta, write_run_manifest)
 
 # %% auto #0
 __all__ = ['LEDGER_SCHEMA', 'LedgerRow', 'LedgerError', 'Ledger', 'StepContractError', 'run_steps', 'iter_shards',
-           'process_shard', 'RunResult', 'Pipeline', 'load_ledger', 'StageSource', 'open_source', 'read_rows']
+           'process_shard', 'RunResult', 'Pipeline', 'load_ledger', 'StageCheck', 'verify_stage', 'StageSource',
+           'open_source', 'read_rows']
 
 # %% ../nbs/02_pipeline.ipynb #a56788a1
 LEDGER_SCHEMA = pa.schema([
@@ -129,21 +131,29 @@ def run_steps(records: pa.Table,  # the shard's records
               quarantined: pa.Table|None=None,  # rows the reader quarantined for this shard
               shard: int=0,  # shard number, for the ledger
               stage: str='io',  # stage name of the reader row
+              batch_rows: int|None=None,  # rows each step sees at a time (None: the whole shard)
              ) -> tuple[pa.Table, pa.Table|None, pa.Table|None, list[LedgerRow]]:
     "Apply `steps` to `records`; return (kept, rejected, quarantined, ledger rows)."
     nq = 0 if quarantined is None else quarantined.num_rows
     rows = [LedgerRow(stage, 'read', 0, shard, n_in=records.num_rows + nq, n_kept=records.num_rows,
                       n_quarantined=nq, quarantine_reasons=_reason_counts(quarantined))]
-    rejected, quarantines, table = [], [quarantined], records
-    for i, step in enumerate(steps, 1):
-        res = step(table)
-        if res.kept.num_rows + res.n_rejected + res.n_quarantined != table.num_rows:
-            raise StepContractError(f'{step.name} on shard {shard} got {table.num_rows} rows but returned kept={res.kept.num_rows} '
-                                    f'rejected={res.n_rejected} quarantined={res.n_quarantined}: every row must come back in one of them')
-        rows.append(LedgerRow(step.stage, step.name, i, shard, table.num_rows, res.kept.num_rows, res.n_rejected,
-                              res.n_quarantined, _reason_counts(res.rejected), _reason_counts(res.quarantined)))
-        rejected.append(res.rejected); quarantines.append(res.quarantined); table = res.kept
-    return table, _concat(rejected), _concat(quarantines), rows
+    rows += [LedgerRow(step.stage, step.name, i, shard, 0, 0) for i, step in enumerate(steps, 1)]
+    kept, rejected, quarantines, size = [], [], [quarantined], batch_rows or max(records.num_rows, 1)
+    for start in range(0, max(records.num_rows, 1), size):  # an empty shard still runs once: its output has the steps' columns
+        table = records.slice(start, size)
+        for step, row in zip(steps, rows[1:]):
+            res = step(table)
+            if res.kept.num_rows + res.n_rejected + res.n_quarantined != table.num_rows:
+                raise StepContractError(f'{step.name} on shard {shard} got {table.num_rows} rows but returned kept={res.kept.num_rows} '
+                                        f'rejected={res.n_rejected} quarantined={res.n_quarantined}: every row must come back in one of them')
+            row.n_in += table.num_rows; row.n_kept += res.kept.num_rows
+            row.n_rejected += res.n_rejected; row.n_quarantined += res.n_quarantined
+            row.reasons = dict(sorted((Counter(row.reasons) + Counter(_reason_counts(res.rejected))).items()))
+            row.quarantine_reasons = dict(sorted((Counter(row.quarantine_reasons) + Counter(_reason_counts(res.quarantined))).items()))
+            rejected.append(res.rejected); quarantines.append(res.quarantined); table = res.kept
+        kept.append(table)
+    kept = pa.concat_tables(kept, promote_options='permissive') if len(kept) > 1 else kept[0]
+    return kept, _concat(rejected), _concat(quarantines), rows
 
 # %% ../nbs/02_pipeline.ipynb #c6d146aa
 def _as_batches(source) -> Iterator[tuple[pa.Table, pa.Table|None]]:
@@ -153,8 +163,8 @@ def _as_batches(source) -> Iterator[tuple[pa.Table, pa.Table|None]]:
         else: yield b.records, b.quarantined
 
 def iter_shards(source, shard_size: int) -> Iterator[tuple[int, pa.Table, pa.Table|None]]:
-    "Cut `source`'s batches into (shard number, records, quarantined) of exactly `shard_size` input rows (the last may be smaller)."
-    recs, quars, n, k, schema = [], [], 0, 0, None
+    "Cut `source`'s batches into (shard number, records, quarantined) of exactly `shard_size` input rows (the last may be smaller; an empty input is one empty shard)."
+    recs, quars, n, k, schema = [], [], 0, 0, RECORD_SCHEMA
     def _emit():
         nonlocal recs, quars, n, k
         out = (k, pa.concat_tables(recs, promote_options='permissive') if recs else schema.empty_table(), _concat(quars))
@@ -169,16 +179,17 @@ def iter_shards(source, shard_size: int) -> Iterator[tuple[int, pa.Table, pa.Tab
             if start >= r.num_rows: break
             take = min(r.num_rows - start, shard_size - n)
             recs.append(r.slice(start, take)); n += take; start += take
-    if n: yield _emit()
+    # the steps run on an empty shard too, so an empty input still gets their output columns and a ledger
+    if n or k == 0: yield _emit()
 
 def _write_atomic(path: Path, text: str):
     tmp = path.with_suffix(f'.tmp{os.getpid()}')
     tmp.write_text(text); os.replace(tmp, path)
 
 def process_shard(shard: int, records: pa.Table, quarantined: pa.Table|None, steps: list[Step],
-                  work_dir: str, stage: str='io') -> list[LedgerRow]:
+                  work_dir: str, stage: str='io', batch_rows: int|None=None) -> list[LedgerRow]:
     "Run `steps` on one shard, write its Parquet outputs, then its completion marker; return its ledger rows."
-    kept, rejected, quar, rows = run_steps(records, steps, quarantined, shard, stage)
+    kept, rejected, quar, rows = run_steps(records, steps, quarantined, shard, stage, batch_rows)
     d = Path(work_dir)/'shards'/f'{shard:06d}'
     d.mkdir(parents=True, exist_ok=True)
     pq.write_table(kept, d/'records.parquet')
@@ -204,6 +215,31 @@ def _fingerprint(source, steps, shard_size) -> str:
 def _shard_files(work: Path, name: str) -> list[Path]:
     return sorted((work/'shards').glob(f'*/{name}.parquet'))
 
+def _run_id(work: Path) -> str:
+    "The id of the run that owns `work`, made once: a resumed run keeps it, so its commits are recognised."
+    p = work/'run_id'
+    if not p.is_file(): _write_atomic(p, uuid.uuid4().hex[:12])
+    return p.read_text().strip()
+
+def _discard(work: Path):
+    "Remove a work directory: renamed first, so an interrupted removal never leaves a half `_work` to resume from."
+    gone = work.with_name(f'{work.name}.discarded-{uuid.uuid4().hex[:8]}')
+    os.replace(work, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+def _worker_init(parent: int):
+    "Pool worker set-up: die with the runner, and let go of the stage lock inherited by fork."
+    release_inherited_locks()
+    try:
+        import ctypes
+        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0) != 0: raise OSError  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: watch the parent instead
+        def _watch():
+            while os.getppid() == parent: time.sleep(0.5)
+            os._exit(1)
+        threading.Thread(target=_watch, daemon=True).start()
+    if os.getppid() != parent: os._exit(1)  # the runner died before the kernel was told
+
 # %% ../nbs/02_pipeline.ipynb #a517654a
 class Pipeline:
     "A list of steps run over sharded input by a local process pool, resumable, with a checked ledger."
@@ -211,43 +247,52 @@ class Pipeline:
                  stage: str='ingest',  # name recorded in run.json
                  workers: int=1,  # worker processes (1: run in this process)
                  shard_size: int=5_000,  # input rows per shard (unit of parallelism and of resume)
+                 batch_rows: int=1_000,  # rows each step sees at a time (bounds memory; results do not depend on it)
                  seed: int=0,  # recorded with the run; random steps take their own seed parameter
                  resume: bool=True,  # continue a killed run with the same fingerprint
                  mode: str='overwrite',  # Delta write mode for the stage tables: 'overwrite' or 'append'
                  progress: bool=True,  # show a progress bar
                 ):
-        self.steps, self.stage, self.workers, self.shard_size = list(steps or []), stage, workers, shard_size
+        self.steps, self.stage, self.workers, self.shard_size, self.batch_rows = list(steps or []), stage, workers, shard_size, batch_rows
         self.seed, self.resume, self.mode, self.progress = seed, resume, mode, progress
 
     def run(self, source,  # a RecordReader (yields ReadBatch) or an iterable of record tables
             out: str|Path,  # stage directory to write
+            extra_tables: dict[str, pa.Table]|None=None,  # more tables to commit with the stage (name -> rows)
+            extra_manifest: dict|None=None,  # more entries for run.json
            ) -> RunResult:
         "Run the steps over `source` into the stage directory `out`; resume if a matching partial run is there."
-        log, t0 = get_logger('dcresearch.pipeline'), time.time()
-        out = Path(out); work = out/'_work'
+        with stage_lock(out):
+            return self._run(source, Path(out), extra_tables or {}, extra_manifest or {})
+
+    def _run(self, source, out: Path, extra_tables: dict, extra_manifest: dict) -> RunResult:
+        log, t0, work = get_logger('dcresearch.pipeline'), time.time(), out/'_work'
+        for old in out.glob('_work.discarded-*'): shutil.rmtree(old, ignore_errors=True)
         fp = _fingerprint(source, self.steps, self.shard_size)
         if work.exists():
             old = (work/'fingerprint').read_text() if (work/'fingerprint').exists() else None
             if not self.resume or old != fp:
                 log.warning(f'{work}: discarding a partial run ' + ('(resume=False)' if not self.resume else 'with different inputs or steps'))
-                shutil.rmtree(work)
+                _discard(work)
         (work/'done').mkdir(parents=True, exist_ok=True)
         _write_atomic(work/'fingerprint', fp)
+        run_id = _run_id(work)
         done = {int(p.stem) for p in (work/'done').glob('*.json')}
         if done: log.info(f'resuming {out}: {len(done)} shard(s) already done')
-        ledger, n_shards = Ledger(run_id=uuid.uuid4().hex[:12]), 0
+        ledger, n_shards = Ledger(run_id=run_id), 0
         bar = tqdm(desc=f'{self.stage}', unit=' docs', disable=not self.progress)
         def _finish(rows):
             ledger.add(rows); bar.update(rows[0].n_in)
-        pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context('fork')) if self.workers > 1 else None
+        pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context('fork'), initializer=_worker_init,
+                                   initargs=(os.getpid(),)) if self.workers > 1 else None
         try:
             pending: list[Future] = []
             for k, recs, quar in iter_shards(source, self.shard_size):
                 n_shards += 1
                 if k in done:
                     _finish([LedgerRow(**d) for d in json.loads((work/'done'/f'{k:06d}.json').read_text())]); continue
-                if pool is None: _finish(process_shard(k, recs, quar, self.steps, str(work))); continue
-                pending.append(pool.submit(process_shard, k, recs, quar, self.steps, str(work)))
+                if pool is None: _finish(process_shard(k, recs, quar, self.steps, str(work), batch_rows=self.batch_rows)); continue
+                pending.append(pool.submit(process_shard, k, recs, quar, self.steps, str(work), batch_rows=self.batch_rows))
                 while len(pending) >= 2*self.workers:
                     _finish(pending.pop(0).result())
             for f in pending: _finish(f.result())
@@ -255,46 +300,114 @@ class Pipeline:
             if pool is not None: pool.shutdown(cancel_futures=True)
             bar.close()
         ledger.check()
-        versions = self._commit(out, work, ledger)
+        fault_point('all shards done, nothing committed')
+        versions = self._commit(out, work, ledger, extra_tables)
         seconds = time.time() - t0
         manifest = dict(stage=self.stage, run_id=ledger.run_id, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'),
                         seconds=round(seconds, 2), fingerprint=fp, n_shards=n_shards, resumed_shards=len(done),
-                        pipeline=dict(workers=self.workers, shard_size=self.shard_size, seed=self.seed, mode=self.mode),
+                        pipeline=dict(workers=self.workers, shard_size=self.shard_size, batch_rows=self.batch_rows, seed=self.seed, mode=self.mode),
                         source=source.params() if hasattr(source, 'params') else repr(source),
                         steps=[dict(name=s.name, stage=s.stage, params=s.params()) for s in self.steps],
-                        tables=versions, counts=ledger.summary())
-        _write_atomic(out/'run.json', json.dumps(manifest, indent=2, default=str))
-        shutil.rmtree(work)
+                        tables=versions, counts=ledger.summary(), **extra_manifest)
+        fault_point('tables committed, run.json not written')
+        write_run_manifest(out, manifest)
+        fault_point('run.json written, work directory still there')
+        _discard(work)
         return RunResult(out, ledger, versions, seconds, len(done), n_shards)
 
-    def _commit(self, out: Path, work: Path, ledger: Ledger) -> dict:
-        "Commit the shards' Parquet files to the stage's Delta tables (moved, not rewritten: one commit each)."
+    def _commit(self, out: Path, work: Path, ledger: Ledger, extra_tables: dict) -> dict:
+        "Commit the shards' Parquet files to the stage's Delta tables (linked, not rewritten: one commit each, each once)."
         rej_schema = pa.schema(list(RECORD_SCHEMA) + [pa.field(c, pa.string()) for c in REJECT_COLUMNS])
-        versions = {}
+        versions, txn = {}, f'dcr-run-{ledger.run_id}'
         for name, default in [('records', RECORD_SCHEMA), ('rejected', rej_schema), ('quarantine', QUARANTINE_SCHEMA)]:
             files = _shard_files(work, name)
             schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options='permissive') if files else default
-            versions[name] = commit_parquet_files(out/name, files, schema.remove_metadata(), mode=self.mode)
-        versions['ledger'] = write_delta(out/'ledger', ledger.table(), mode=self.mode)
+            versions[name] = commit_parquet_files(out/name, files, schema.remove_metadata(), mode=self.mode, txn=txn)
+            fault_point(f'{name} committed')
+        versions['ledger'] = write_delta(out/'ledger', ledger.table(), mode=self.mode, txn=txn)
+        fault_point('ledger committed')
+        for name, table in extra_tables.items():
+            versions[name] = write_delta(out/name, table, schema=table.schema, txn=txn)
+            fault_point(f'{name} committed')
         return versions
 
 # %% ../nbs/02_pipeline.ipynb #e2486d81
 def load_ledger(stage_dir: str|Path, version: int|None=None) -> Ledger:
-    "The ledger of the run that wrote `stage_dir` (or of an older table `version`)."
+    "The ledger of the run that wrote `stage_dir` (as its run.json says), or of an older table `version`."
+    version = stage_version(stage_dir, 'ledger') if version is None else version
     return Ledger.from_table(read_delta_table(Path(stage_dir)/'ledger', version=version))
+
+# %% ../nbs/02_pipeline.ipynb #4a8314e1
+@dataclass
+class StageCheck:
+    "What `verify_stage` found: per table the rows counted and expected, problems (failures) and notes."
+    stage_dir: str; tables: list[dict]; problems: list[str]; notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool: return not self.problems
+
+    def __str__(self):
+        head = f"{'table':<12} {'version':>7} {'rows':>10} {'ledger says':>11}  check"
+        lines = [f'{self.stage_dir}:', head, '-' * len(head)]
+        for t in self.tables:
+            want = '' if t.get('expected') is None else f"{t['expected']:,}"
+            lines.append(f"{t['table']:<12} {t['version'] if t['version'] is not None else '-':>7} "
+                         f"{'-' if t['rows'] is None else format(t['rows'], ','):>10} {want:>11}  {t['check']}")
+        lines += [f'note: {n}' for n in self.notes] + [f'PROBLEM: {p}' for p in self.problems]
+        lines.append('verify: ok (tables, ledger and run.json agree)' if self.ok else f'verify: FAILED ({len(self.problems)} problem(s))')
+        return '\n'.join(lines)
+    __repr__ = __str__
+
+def _count_rows(uri: Path, version: int) -> int:
+    "Rows in a table version, from the footers of all its files (raises if one is missing or damaged)."
+    from deltalake import DeltaTable
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in DeltaTable(str(uri), version=version).file_uris())
+
+def verify_stage(stage_dir: str|Path,  # stage directory written by the runner
+                ) -> StageCheck:
+    "Recount every table of a finished stage and compare with its ledger and run.json."
+    d, problems, notes, tables = Path(stage_dir), [], [], []
+    stage_tables(d)  # not a stage, or only an unfinished first run: a clear error
+    manifest = read_run_manifest(d)
+    if manifest is None: return StageCheck(str(d), [], ['no run.json: no run of this stage finished; run its command again'])
+    if (d/'_work').is_dir(): notes.append('an unfinished run is in _work (running now, or killed): these are the figures of the last finished run')
+    try:
+        ledger = load_ledger(d)
+        ledger.check()
+        summary = ledger.summary()
+    except Exception as e: problems.append(f'ledger: {type(e).__name__}: {e}'); summary = None
+    if summary is not None and manifest.get('counts') != summary:
+        problems.append(f"run.json counts {manifest.get('counts')} differ from the ledger's {summary}")
+    expected = {} if summary is None else dict(records=summary['n_kept'], rejected=summary['n_rejected'], quarantine=summary['n_quarantined'],
+                                               ledger=len(ledger.rows))
+    for name, n in (manifest.get('erased') or {}).items():  # rows a right-to-erasure request removed since (`dcr lake erase`)
+        if n and name in expected: expected[name] -= n; notes.append(f'{name}: {n:,} row(s) erased since the run')
+    for name, version in (manifest.get('tables') or {}).items():
+        row = dict(table=name, version=version, rows=None, expected=expected.get(name), check='ok')
+        try: row['rows'] = _count_rows(d/name, version)
+        except Exception as e:
+            row['check'] = 'unreadable'; problems.append(f'{name} version {version} cannot be read: {type(e).__name__}: {e}')
+        if row['rows'] is not None and row['expected'] is not None and row['rows'] != row['expected']:
+            row['check'] = 'MISMATCH'; problems.append(f"{name} has {row['rows']:,} rows at version {version}, the ledger says {row['expected']:,}")
+        tables.append(row)
+    missing = [t for t in ('records', 'rejected', 'quarantine', 'ledger') if t not in (manifest.get('tables') or {})]
+    if missing: problems.append(f'run.json lists no version of {missing}')
+    if not problems:
+        from dcresearch.lake import sql
+        (n, distinct), = sql('select count(*), count(distinct id) from records', stage_dir=d).fetchall()
+        if n != distinct: problems.append(f'records: {n - distinct:,} duplicate id(s) in {n:,} rows')
+    return StageCheck(str(d), tables, problems, notes)
 
 # %% ../nbs/02_pipeline.ipynb #cf7e3c31
 class StageSource:
     "The records of a stage directory at one Delta version, a re-iterable pipeline source (so resume is exact)."
     def __init__(self, stage_dir: str|Path,  # stage directory written by an earlier run
-                 version: int|None=None,  # records table version; default: the latest, fixed now
+                 version: int|None=None,  # records table version; default: the one its last finished run committed
                  columns: list[str]|None=None,  # columns to read; default: all
                  batch_size: int=10_000,  # rows per table
                 ):
-        from dcresearch.lake import delta_version, stage_tables
         self.stage_dir = Path(stage_dir)
-        uri = stage_tables(self.stage_dir)['records']  # says clearly if this is not a stage directory
-        self.version = delta_version(uri) if version is None else version
+        self.version = stage_version(self.stage_dir, 'records') if version is None else version  # says clearly if this is not a stage
         self.columns, self.batch_size, self.formats = columns, batch_size, ['delta']
 
     def __iter__(self) -> Iterator[pa.Table]:

@@ -426,7 +426,7 @@ def preprocess(input: str,  # JSONL/JSON/CSV/TSV/Parquet file(s), folder or glob
     tok = load_tokenizer(tokenizer or minilm_path())
     rows, skipped = _read_input(input, text_field, label_field if task == 'classification' else None, no_header, column_names, format)
     n_records, n_quarantined = len(rows), len(skipped)
-    if not rows: raise ValueError(f'{input}: no records could be read ({len(skipped)} quarantined); check text_field={text_field!r} and the format')
+    if not rows: raise ValueError(f'{input}: no records could be read ({len(skipped)} quarantined): nothing to split or tokenize; check --text-field (now {text_field!r}) and --format')
     if task == 'classification':
         no_label = [r for r in rows if r['label'] is None]
         skipped.extend(dict(id=r['id'], reason='preprocess:missing_label', detail=f'no {label_field!r} value') for r in no_label)

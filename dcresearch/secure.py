@@ -18,13 +18,14 @@ from .core import data_dir, get_logger
 
 # %% auto #0
 __all__ = ['KEY_BYTES', 'SHARD_MAGIC', 'FORMAT_VERSION', 'NONCE_BYTES', 'TAG_BYTES', 'HEADER_BYTES', 'MANIFEST_FILE',
-           'ENCRYPTED_FORMAT', 'CLASSIFICATIONS', 'DEFAULT_POLICY', 'DEFAULT_ROLES', 'AUDIT_COLUMNS', 'POLICY_FILE',
-           'UNCLASSIFIED', 'LENGTH_EDGES', 'EncryptionKeyError', 'key_id', 'generate_key', 'read_key_file', 'load_key',
-           'DecryptionError', 'encrypt_shard', 'decrypt_shard', 'is_encrypted_dataset', 'read_manifest',
-           'write_encrypted', 'manifest_schema', 'read_encrypted', 'verify_encrypted', 'Policy', 'default_audit_path',
-           'AuditLog', 'audit_log', 'AccessDenied', 'current_user', 'current_roles', 'dataset_info', 'Dataset',
-           'Catalog', 'open_dataset', 'classify', 'encrypt_stage', 'BudgetExhausted', 'PrivacyBudget', 'dp_count',
-           'dp_mean', 'dp_histogram', 'dp_category_counts', 'DPSummary', 'dp_summary', 'keygen', 'encrypt']
+           'ENCRYPTED_FORMAT', 'CLASSIFICATIONS', 'DEFAULT_POLICY', 'DEFAULT_ROLES', 'AUDIT_COLUMNS', 'AUDIT_DIR',
+           'POLICY_FILE', 'UNCLASSIFIED', 'LENGTH_EDGES', 'EncryptionKeyError', 'key_id', 'generate_key',
+           'read_key_file', 'load_key', 'DecryptionError', 'encrypt_shard', 'decrypt_shard', 'is_encrypted_dataset',
+           'read_manifest', 'write_encrypted', 'manifest_schema', 'read_encrypted', 'verify_encrypted', 'Policy',
+           'default_audit_path', 'audit_path_for', 'lake_key', 'AuditLog', 'audit_log', 'AccessDenied', 'current_user',
+           'current_roles', 'dataset_info', 'Dataset', 'Catalog', 'open_dataset', 'classify', 'encrypt_stage',
+           'BudgetExhausted', 'PrivacyBudget', 'dp_count', 'dp_mean', 'dp_histogram', 'dp_category_counts', 'DPSummary',
+           'dp_summary', 'keygen', 'encrypt', 'decrypt']
 
 # %% ../nbs/14_secure.ipynb #0ab3222a
 KEY_BYTES = 32  # AES-256
@@ -335,11 +336,22 @@ class Policy:
 # %% ../nbs/14_secure.ipynb #f9c0df87
 AUDIT_COLUMNS = {'time': 'TIMESTAMPTZ', 'user': 'VARCHAR', 'roles': 'VARCHAR[]', 'action': 'VARCHAR', 'dataset': 'VARCHAR',
                  'path': 'VARCHAR', 'classification': 'VARCHAR', 'version': 'BIGINT', 'ok': 'BOOLEAN', 'detail': 'VARCHAR',
-                 'prev': 'VARCHAR'}
+                 'prev': 'VARCHAR', 'key_id': 'VARCHAR', 'mac': 'VARCHAR'}
+AUDIT_DIR = '_audit'
 
 def default_audit_path() -> Path:
-    "Where the audit log lives: `$DCR_AUDIT_LOG`, else `data/lake/_audit/audit.jsonl`."
-    return Path(os.environ.get('DCR_AUDIT_LOG') or data_dir()/'lake'/'_audit'/'audit.jsonl')
+    "The default lake's audit log: `$DCR_AUDIT_LOG`, else `data/lake/_audit/audit.jsonl`."
+    return Path(os.environ.get('DCR_AUDIT_LOG') or data_dir()/'lake'/AUDIT_DIR/'audit.jsonl')
+
+def audit_path_for(dataset: str|Path,  # a dataset directory
+                  ) -> Path:
+    "The audit log of the lake holding `dataset`: `$DCR_AUDIT_LOG`, else the nearest `_audit/` above it, else beside it."
+    if os.environ.get('DCR_AUDIT_LOG'): return Path(os.environ['DCR_AUDIT_LOG'])
+    parent = Path(dataset).absolute().parent
+    default = default_audit_path().absolute().parent.parent
+    for d in [parent, *parent.parents]:
+        if (d/AUDIT_DIR).is_dir() or d == default: return d/AUDIT_DIR/'audit.jsonl'
+    return parent/AUDIT_DIR/'audit.jsonl'
 
 def _last_line(f) -> bytes:
     end = f.seek(0, os.SEEK_END); pos, chunk = end, b''
@@ -349,40 +361,101 @@ def _last_line(f) -> bytes:
         if chunk.rstrip(b'\n').count(b'\n'): break
     return chunk.rstrip(b'\n').rsplit(b'\n', 1)[-1]
 
+def lake_key(key: bytes|str|None=None,  # a key given explicitly
+            ) -> bytes|None:
+    "`key`, else the lake key from `$DCR_KEY` / `$DCR_KEY_FILE`, else None (an error if one is set but unusable)."
+    if key is not None: return load_key(key)
+    try: return load_key()
+    except EncryptionKeyError:
+        if os.environ.get('DCR_KEY') or os.environ.get('DCR_KEY_FILE'): raise  # set but unusable: say so
+        return None
+
 class AuditLog:
-    "An append-only, hash-chained JSONL log of who read or wrote which dataset version, and whether it was allowed."
+    "An append-only JSONL log of who read or wrote which dataset version, chained with HMACs under the lake key, with a signed head."
     def __init__(self, path: str|Path|None=None,  # JSONL file; default: `default_audit_path()`
+                 key: bytes|str|None=None,  # the lake key; default: $DCR_KEY / $DCR_KEY_FILE, else unkeyed (plain SHA-256)
                 ):
         self.path = Path(path) if path is not None else default_audit_path()
+        self._key = lake_key(key)
+
+    @property
+    def head_path(self) -> Path: return self.path.with_name(self.path.name + '.head')
+
+    def _mac(self, body: bytes, kid: str|None) -> str|None:
+        "The MAC of `body` for an entry made under key id `kid` (None: unkeyed); None if that key is not at hand."
+        if kid is None: return hashlib.sha256(b'dcr audit v1\0' + body).hexdigest()
+        if self._key is None or key_id(self._key) != kid: return None
+        return hmac.new(_subkey(self._key, b'audit chain'), body, hashlib.sha256).hexdigest()
+
+    def _link(self, last: bytes) -> str:
+        "What the next entry's `prev` is: the last entry's MAC (or, for a log written before MACs, that line's SHA-256)."
+        if not last: return ''
+        try: return json.loads(last).get('mac') or hashlib.sha256(last).hexdigest()
+        except ValueError: return hashlib.sha256(last).hexdigest()
+
+    def _head(self, count: int, last: str, kid: str|None) -> dict:
+        body = f'{count}:{last}'.encode()
+        return dict(count=count, last=last, key_id=kid, sig=self._mac(b'head\0' + body, kid))
 
     def append(self, action: str, dataset: str, path: str|Path, user: str, roles: list[str], classification: str|None,
                version: int|None, ok: bool, detail: str='') -> dict:
-        "Append one entry (under an exclusive lock) and return it."
+        "Append one entry (under an exclusive lock), update the signed head, and return the entry."
         import fcntl
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        kid = key_id(self._key) if self._key is not None else None
         entry = dict(time=datetime.now(timezone.utc).isoformat(timespec='microseconds'), user=user, roles=list(roles),
                      action=action, dataset=dataset, path=str(Path(path).absolute()), classification=classification,
                      version=version, ok=ok, detail=detail)
         with open(self.path, 'a+b') as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                last = _last_line(f)
-                entry['prev'] = hashlib.sha256(last).hexdigest() if last else ''
+                entry['prev'], entry['key_id'] = self._link(_last_line(f)), kid
+                entry['mac'] = self._mac(_canonical(entry), kid)
+                try: count = json.loads(self.head_path.read_text())['count']
+                except (OSError, ValueError, KeyError):  # no head yet (a new log, or one from before heads): count the lines
+                    f.seek(0); count = sum(1 for l in f if l.strip())
                 f.seek(0, os.SEEK_END)
                 f.write(json.dumps(entry, ensure_ascii=False).encode() + b'\n'); f.flush(); os.fsync(f.fileno())
+                _write_atomic(self.head_path, json.dumps(self._head(count + 1, entry['mac'], kid)).encode())
             finally: fcntl.flock(f, fcntl.LOCK_UN)
         return entry
 
     def verify(self) -> list[str]:
-        "Broken links in the hash chain (`line N: ...`); empty when no entry was edited or removed."
+        "Problems in the chain (`line N: ...`) and the head: edited, inserted, removed or cut-off entries. Empty when intact."
         if not self.path.is_file(): return []
-        problems, prev = [], b''
+        problems, prev_line, prev_mac, n, unchecked = [], b'', '', 0, 0
+        mine, seen_mine = (key_id(self._key) if self._key is not None else None), False
         for i, line in enumerate(self.path.read_bytes().splitlines(), 1):
+            if not line.strip(): continue
+            n += 1
             try: e = json.loads(line)
-            except json.JSONDecodeError: problems.append(f'{self.path}:{i}: not a JSON entry'); prev = line; continue
-            if e.get('prev', '') != (hashlib.sha256(prev).hexdigest() if prev else ''):
+            except json.JSONDecodeError: problems.append(f'{self.path}:{i}: not a JSON entry'); prev_line, prev_mac = line, ''; continue
+            want_prev = prev_mac or (hashlib.sha256(prev_line).hexdigest() if prev_line else '')
+            if e.get('prev', '') != want_prev:
                 problems.append(f'{self.path}:{i}: does not follow line {i - 1} (an entry was edited, inserted or removed)')
-            prev = line
+            if mine and e.get('key_id') == mine: seen_mine = True
+            elif seen_mine and 'mac' in e and e.get('key_id') is None:
+                problems.append(f'{self.path}:{i}: written without the lake key after entries made with it')
+            if 'mac' in e:
+                mac = self._mac(_canonical({k: v for k, v in e.items() if k != 'mac'}), e.get('key_id'))
+                if mac is None: unchecked += 1
+                elif not hmac.compare_digest(mac, e['mac'] or ''):
+                    problems.append(f'{self.path}:{i}: its MAC does not match its content (the entry was edited or forged)')
+            prev_line, prev_mac = line, e.get('mac') or ''
+        try: head = json.loads(self.head_path.read_text())
+        except (OSError, ValueError): head = None
+        if head is None:
+            if n and prev_mac: problems.append(f'{self.head_path}: missing, so a cut-off end cannot be ruled out')
+        else:
+            sig = self._mac(b'head\0' + f"{head.get('count')}:{head.get('last')}".encode(), head.get('key_id'))
+            if sig is not None and not hmac.compare_digest(sig, head.get('sig') or ''):
+                problems.append(f'{self.head_path}: signature does not match (the head was edited)')
+            if seen_mine and head.get('key_id') != mine: problems.append(f'{self.head_path}: not signed with the lake key')
+            if head.get('count') != n or head.get('last') != prev_mac:
+                problems.append(f'{self.path}: the head records {head.get("count")} entries, the log has {n} '
+                                '(entries were cut off the end, or appended around the log)')
+        if unchecked: get_logger('dcresearch.secure').warning(f'{self.path}: {unchecked} entries are keyed with another key or '
+                                                             'none is set (DCR_KEY_FILE): their MACs were not checked')
         return problems
 
     def query(self, where: str|None=None,  # DuckDB SQL condition, e.g. "action = 'read' AND NOT ok"
@@ -426,7 +499,7 @@ def _stricter(a: str, b: str) -> str: return max(a, b, key=CLASSIFICATIONS.index
 
 def dataset_info(path: str|Path) -> dict:
     "What a dataset is: name, kind (`stage`, `delta`, `encrypted`), classification, roles, version."
-    from dcresearch.lake import delta_version, is_delta_table, is_stage_dir
+    from dcresearch.lake import delta_version, is_delta_table, is_stage_dir, stage_version
     path = Path(path)
     try: pol = json.loads((path/POLICY_FILE).read_text()) if (path/POLICY_FILE).is_file() else {}
     except json.JSONDecodeError as e:
@@ -434,7 +507,7 @@ def dataset_info(path: str|Path) -> dict:
     if is_encrypted_dataset(path):
         m = read_manifest(path)
         kind, version, level = 'encrypted', m['version'], _stricter(m['classification'], pol.get('classification', 'public'))
-    elif is_stage_dir(path): kind, version, level = 'stage', delta_version(path/'records'), pol.get('classification', UNCLASSIFIED)
+    elif is_stage_dir(path): kind, version, level = 'stage', stage_version(path, 'records'), pol.get('classification', UNCLASSIFIED)
     elif is_delta_table(path): kind, version, level = 'delta', delta_version(path), pol.get('classification', UNCLASSIFIED)
     else: raise FileNotFoundError(f'{path} is not a dataset (a stage directory, a Delta table or an encrypted dataset)')
     return dict(name=pol.get('name') or path.absolute().name, path=str(path), kind=kind, classification=level,
@@ -447,12 +520,18 @@ class Dataset:
     path: Path; name: str; kind: str; classification: str; version: int|None
     table: str = 'records'  # which table of a stage directory
     key: bytes|None = field(default=None, repr=False)
+    on_error: object = field(default=None, repr=False, compare=False)  # called with a message when reading fails (the audit)
 
     def read(self, columns: list[str]|None=None, batch_size: int=10_000) -> Iterator[pa.Table]:
-        "The dataset's rows as Arrow tables."
-        if self.kind == 'encrypted': return read_encrypted(self.path, self.key, columns)
-        from dcresearch.lake import read_delta
-        return read_delta(self.path/self.table if self.kind == 'stage' else self.path, self.version, columns, batch_size)
+        "The dataset's rows as Arrow tables; a failure part-way (a tampered shard) is audited, then raised."
+        def rows():
+            if self.kind == 'encrypted': yield from read_encrypted(self.path, self.key, columns); return
+            from dcresearch.lake import read_delta
+            yield from read_delta(self.path/self.table if self.kind == 'stage' else self.path, self.version, columns, batch_size)
+        try: yield from rows()
+        except Exception as e:
+            if self.on_error is not None: self.on_error(f'failed while reading: {type(e).__name__}: {e}')
+            raise
 
     def __iter__(self) -> Iterator[pa.Table]: return self.read()
 
@@ -466,10 +545,22 @@ class Dataset:
         return delta_dataset(self.path/self.table if self.kind == 'stage' else self.path, self.version).to_table(columns=columns)
 
 # %% ../nbs/14_secure.ipynb #41735e38
+def _damaged_files(path: Path, kind: str, version: int|None, table: str='records') -> list[str]:
+    "Data files of a dataset version that are missing, or not the size its Delta log or manifest records (cheap: no data read)."
+    if kind == 'encrypted':
+        return [f"{s['file']}: {'missing' if not (path/s['file']).is_file() else 'truncated or replaced (size differs)'}"
+                for s in read_manifest(path)['shards'] if not (path/s['file']).is_file() or (path/s['file']).stat().st_size != s['bytes']]
+    from deltalake import DeltaTable
+    uri = path/table if kind == 'stage' else path
+    adds = pa.table(DeltaTable(str(uri), version=version).get_add_actions(flatten=True))
+    return [f"{rel}: {'missing' if not (uri/rel).is_file() else 'truncated or replaced (size differs)'}"
+            for rel, size in zip(adds['path'].to_pylist(), adds['size_bytes'].to_pylist())
+            if not (uri/rel).is_file() or (uri/rel).stat().st_size != size]
+
 class Catalog:
     "Classification, role checks and the audit trail: open and write datasets through it."
     def __init__(self, policy: str|Path|dict|Policy|None=None,  # policy file or dict; default: `Policy.load()`
-                 audit: str|Path|None=None,  # audit log file; default: `default_audit_path()`
+                 audit: str|Path|None=None,  # audit log file; default: the log of the lake holding each dataset (`audit_path_for`)
                  user: str|None=None,  # who is acting; default: `$DCR_USER` or the login name
                  roles: str|list[str]|None=None,  # their roles; default: `$DCR_ROLES`, else `member`
                  key: bytes|str|None=None,  # key for encrypted datasets; default: `load_key()` when needed
@@ -479,8 +570,9 @@ class Catalog:
     def __repr__(self): return f'Catalog(user={current_user(self.user)!r}, roles={current_roles(self.roles)})'
 
     def _log(self, action: str, info: dict, ok: bool, detail: str='', version=None):
-        AuditLog(self.audit).append(action, info['name'], info['path'], current_user(self.user), current_roles(self.roles),
-                                    info.get('classification'), info.get('version') if version is None else version, ok, detail)
+        log = AuditLog(self.audit or audit_path_for(info['path']), key=self.key)
+        log.append(action, info['name'], info['path'], current_user(self.user), current_roles(self.roles),
+                   info.get('classification'), info.get('version') if version is None else version, ok, detail)
 
     def check(self, info: dict, action: str='read'):
         "Raise `AccessDenied` (and audit the refusal) unless the user's roles may read the dataset in `info`."
@@ -499,11 +591,13 @@ class Catalog:
              table: str='records',  # table of a stage directory to read
             ) -> Dataset:
         "Check the user may read the dataset at `path`, audit it, and return it pinned to the version checked."
-        info = dataset_info(path)
+        try: info = dataset_info(path)
+        except (DecryptionError, ValueError) as e:  # a manifest or policy file that does not parse: on record, then raised
+            self._log('read', dict(name=Path(path).absolute().name, path=str(path)), False, str(e)); raise
         if info['kind'] == 'stage' and table != 'records':
-            from dcresearch.lake import delta_version, stage_tables
+            from dcresearch.lake import stage_tables, stage_version
             if table not in stage_tables(path): raise FileNotFoundError(f'{path} has no {table!r} table; it has {sorted(stage_tables(path))}')
-            info['version'] = delta_version(Path(path)/table)
+            info['version'] = stage_version(path, table)
         if version is not None:
             if info['kind'] == 'encrypted' and version != info['version']:
                 raise ValueError(f'{path} keeps only its latest version ({info["version"]}); version {version} is not available')
@@ -515,8 +609,12 @@ class Catalog:
         if info['kind'] == 'encrypted':
             try: key = load_key(self.key); _authenticated_manifest(Path(path), key)  # a wrong key fails here, not mid-read
             except (EncryptionKeyError, DecryptionError) as e: self._log('read', info, False, str(e)); raise
+        if damaged := _damaged_files(Path(path), info['kind'], info['version'], table):
+            msg = f'{path}: data files missing or damaged: {"; ".join(damaged[:5])}; restore them from a backup'
+            self._log('read', info, False, msg); raise DecryptionError(msg)
         self._log('read', info, True)
-        return Dataset(Path(path), info['name'], info['kind'], info['classification'], info['version'], table, key)
+        return Dataset(Path(path), info['name'], info['kind'], info['classification'], info['version'], table, key,
+                       on_error=lambda msg: self._log('read', info, False, msg))
 
     def classify(self, path: str|Path,  # dataset to classify
                  level: str,  # public, internal or restricted
@@ -829,3 +927,25 @@ def encrypt(stage_dir: str,  # stage directory to encrypt (e.g. data/lake/ingest
               f"{len(m['shards'])} shard(s), key id {m['key_id']}, classified {classification}\n"
               f'the plaintext in {stage_dir} is untouched: delete it once you have checked the encrypted copy')
     return m
+
+# %% ../nbs/14_secure.ipynb #c3197659
+class _EncryptedSource:
+    "An opened encrypted dataset as a pipeline source (re-iterable; its fingerprint is the manifest's write)."
+    def __init__(self, dataset: Dataset): self.dataset = dataset
+    def __iter__(self): return self.dataset.read()
+    def params(self) -> dict: return dict(encrypted_dataset=str(self.dataset.path), version=self.dataset.version)
+    def fingerprint(self) -> str: return json.dumps(dict(self.params(), write=read_manifest(self.dataset.path)['write_id']))
+
+def decrypt(path: str,  # encrypted dataset directory (written by `dcr encrypt`)
+            out: str,  # stage directory to write the plaintext rows into
+            key_file: str=None,  # key file from `dcr keygen`; default: $DCR_KEY, else the file in $DCR_KEY_FILE
+            quiet: bool=False,  # no progress bar, no summary
+           ):
+    "Decrypt an encrypted dataset into a stage directory (role-checked and audited), for the commands that read stages."
+    from dcresearch.pipeline import Pipeline
+    key = read_key_file(key_file) if key_file else load_key()
+    dataset = Catalog(key=key).open(path)
+    res = Pipeline([], stage='decrypt', progress=not quiet).run(_EncryptedSource(dataset), out)
+    if not quiet: print(f'decrypted {res.ledger.summary()["n_kept"]:,} rows of {path} into {out}: plaintext on disk, '
+                        'delete it when you are done')
+    return res

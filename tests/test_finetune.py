@@ -158,8 +158,10 @@ def test_bad_parameters(shared, tmp_path):
         finetune(tsv, str(tmp_path/'e'), sst2=True, liger='maybe', device='cpu')
     with pytest.raises(ValueError, match='needs --model'):
         finetune(tsv, str(tmp_path/'c'), task='causal_lm', device='cpu')
-    with pytest.raises(ValueError, match='no usable training rows'):   # wrong text field: every row quarantined
+    with pytest.raises(ValueError, match="no field 'sentence'.*--text-field"):   # a wrong text field: an error before any work
         finetune(str(_jsonl(tmp_path/'x.jsonl', [{'text': 'a', 'label': 1}])), str(tmp_path/'d'), text_field='sentence', device='cpu')
+    with pytest.raises(ValueError, match='no usable training rows'):   # every row quarantined
+        finetune(str(_jsonl(tmp_path/'y.jsonl', [{'text': '', 'label': 1}])), str(tmp_path/'d'), device='cpu')
 
 
 def test_cli_flags(shared):

@@ -102,8 +102,10 @@ def test_ids_stable_across_reads_and_unique_across_files():
 
 def test_directory_of_mixed_formats():
     records, quarantined = read_all(str(DATA / 'web'))
-    assert records.num_rows == 300 + 10 + 22 + 15 + 30 and quarantined.num_rows == 0
-    assert resolve_inputs(str(DATA / 'web' / '*.warc.gz')) == [str(DATA / f'web/dolma_sample-000{i}.warc.gz') for i in (0, 1)]
+    assert records.num_rows == 300 + 10 + 22 + 15 + 30 + 30  # + iana.warc.gz (the replayable site) ...
+    assert set(zip(quarantined['source'].to_pylist(), quarantined['reason'].to_pylist())) == {
+        (str(DATA / 'web/iana.warc.gz'), 'io:empty_text')} and quarantined.num_rows == 18  # ... whose 18 empty responses are quarantined
+    assert resolve_inputs(str(DATA / 'web' / '*.warc.gz')) == [str(DATA / f'web/dolma_sample-000{i}.warc.gz') for i in (0, 1)] + [str(DATA / 'web/iana.warc.gz')]
 
 
 def test_warc_html_to_text():

@@ -1,6 +1,6 @@
 """Lake management on a lake built from the sample corpus: history, restore, backup, verify, verified
 restore, and right-to-erasure proven by scanning every byte of every file under the lake."""
-import hashlib, json, shutil
+import base64, hashlib, json, shutil
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from dcresearch.io import RecordReader
 from dcresearch.lake import read_delta_table, sql, write_delta
 from dcresearch.lakeops import (ERASURE_LOG, ErasureIncomplete, LakeOpsError, backup, erase, erasure_plan, files_containing, lake,
                                 read_erasure_log, restore_backup, restore_version, table_history, verify_backup)
-from dcresearch.pipeline import Pipeline, load_ledger
+from dcresearch.pipeline import Pipeline, load_ledger, verify_stage
 from dcresearch.sample import write_sample
 
 
@@ -150,8 +150,9 @@ def test_verified_restore_equals_the_original(lake_copy, tmp_path):
     with pytest.raises(LakeOpsError, match='not empty'): restore_backup(mem, tmp_path/'back')
 
 
-def test_erase_by_email_leaves_no_byte_behind(lake_copy, capsys):
+def test_erase_by_email_leaves_no_byte_behind(lake_copy, capsys, monkeypatch):
     lake_dir, email = lake_copy
+    monkeypatch.setenv('DCR_KEY', base64.b64encode(bytes(range(32))).decode())  # the lake key: the erasure log keeps an HMAC
     stage = lake_dir/'ingest'
     before = {n: read_delta_table(stage/n) for n in ('records', 'rejected', 'quarantine')}
     ledger_before = str(load_ledger(stage))
@@ -185,7 +186,10 @@ def test_erase_by_email_leaves_no_byte_behind(lake_copy, capsys):
     # the ledger keeps its counts (no content); the erasure log has the count per table and a hash, not the value
     assert str(load_ledger(stage)) == ledger_before
     entry = read_erasure_log(lake_dir)[-1]
-    assert entry['selector'] == {'kind': 'value', 'sha256': hashlib.sha256(email.encode()).hexdigest()}
+    assert entry['selector']['kind'] == 'value' and len(entry['selector']['hmac']) == 64
+    assert hashlib.sha256(email.encode()).hexdigest() not in json.dumps(entry)  # no plain hash anyone could recompute
+    # the stage still verifies: run.json points at the rewritten versions and counts the erased rows
+    assert verify_stage(stage).ok, str(verify_stage(stage))
     assert entry['deleted']['ingest/records'] == plan.matches['ingest/records'] and entry['who']
     assert email not in (lake_dir/ERASURE_LOG).read_text()
     lake('history', str(stage))
