@@ -136,15 +136,15 @@ class BadFile(ValueError):
     "A whole input file that cannot be read as what it claims to be; `reason` is its quarantine reason."
     def __init__(self, reason: str, message: str): super().__init__(message); self.reason = reason
 
-MAGIC = {'gzip': (b'\x1f\x8b',), 'zstd': (b'\x28\xb5\x2f\xfd', b'\x50\x2a\x4d\x18'), 'bz2': (b'BZh',), 'xz': (b'\xfd7zXZ\x00',)}
+MAGIC = {'gzip': (b'\x1f\x8b',), 'bz2': (b'BZh',), 'xz': (b'\xfd7zXZ\x00',), 'parquet': (b'PAR1',),
+         'zstd': (b'\x28\xb5\x2f\xfd', b'\x50\x2a\x4d\x18', b'\x5e\x2a\x4d\x18', b'\x5f\x2a\x4d\x18')}  # zstd: + skippable frames
 
-def _check_magic(raw, codec: str, path: str):
-    "Raise `BadFile` (`io:not_<codec>`) unless `raw` starts like a `codec` stream (an empty file is fine); rewinds."
+def _check_magic(raw, kind: str, path: str):
+    "Raise `BadFile` (`io:not_<kind>`) unless `raw` starts like a `kind` file (an empty file is fine); rewinds."
     head = raw.read(8); raw.seek(0)
-    ok = MAGIC[codec] + ((b'\x5e\x2a\x4d\x18', b'\x5f\x2a\x4d\x18') if codec == 'zstd' else ())  # + skippable frames
-    if head and not any(head.startswith(m) for m in ok):
-        raise BadFile(f'io:not_{codec}', f'{path} is named like a {codec} file but is not one (it starts with {head[:8]!r}); '
-                                         'rename it to what it is, or recompress it')
+    if head and not head.startswith(MAGIC[kind]):
+        raise BadFile(f'io:not_{kind}', f'{path} is named like a {kind} file but is not one (it starts with {head!r}); '
+                                        'rename it to what it is, or write it again')
 
 class _Chained(io.RawIOBase):
     "`head` then the rest of `f`, as a raw stream (to put back the bytes read to sniff a file)."
@@ -200,9 +200,9 @@ def _open_bytes(path: str, compression: str|None='infer',
         if codec is not None: _check_magic(raw, codec, path)
         with _decompressed(raw, codec, path) as f:
             if not utf8: yield f; return
-            head = f.read(1 << 12)
+            if hasattr(f, 'peek'): head, stream = f.peek(1 << 12)[:1 << 12], f  # UTF-8 files are then read as they are
+            else: head = f.read(1 << 12); stream = io.BufferedReader(_Chained(head, f), 1 << 16)
             enc = sniff_encoding(head)
-            stream = io.BufferedReader(_Chained(head, f), 1 << 16)
             if enc is None: yield stream; return
             get_logger('dcresearch.io').info('%s: decoding %s (the file is not UTF-8)', path, enc)
             yield io.BufferedReader(_ToUtf8(io.TextIOWrapper(stream, encoding=enc, errors='strict', newline='')), 1 << 16)
@@ -598,9 +598,7 @@ _READERS['tsv'] = partial(_read_csv, fmt='tsv')
 def _read_parquet(rr: RecordReader, path: str, cur: _Cursor):
     "Parquet: a record or a quarantine row per row, read in slices of `batch_size` rows."
     with _open_bytes(path, compression=None) as raw:
-        head = raw.read(4); raw.seek(0)
-        if head and head != b'PAR1':
-            raise BadFile('io:not_parquet', f'{path} is named like a Parquet file but is not one (it starts with {head!r})')
+        _check_magic(raw, 'parquet', path)
         cur.opened, cur.next = True, 0
         pf = pq.ParquetFile(raw)  # a truncated or corrupt file fails here: `io:truncated_file`
         if rr.text_field not in pf.schema_arrow.names:

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from .core import get_logger
-from .lake import RUN_MANIFEST, STAGE_TABLES, delta_dataset, delta_version, is_delta_table, read_run_manifest, write_run_manifest
+from .lake import delta_dataset, delta_version, is_delta_table, read_run_manifest, write_run_manifest
 
 # %% auto #0
 __all__ = ['MANIFEST', 'ERASURE_LOG', 'LAKE_ACTIONS', 'LakeOpsError', 'lake_tables', 'table_history', 'format_rows',
@@ -105,6 +105,17 @@ def _restore_one(name: str, uri: Path, version: int|None) -> dict:
     dt = DeltaTable(str(uri))
     return dict(row, version_after=dt.version(), rows_after=_rows_at(dt))
 
+def _repin_stage(stage: Path, note: str, erased: dict[str, int]|None=None):
+    "Point a stage's run.json (if it has one) at its tables' current versions and the ledger's counts; add rows `erased` since."
+    m = read_run_manifest(stage)
+    if m is None: return  # readers of a stage without run.json read the latest versions anyway
+    from dcresearch.pipeline import load_ledger
+    m['tables'] = {t: delta_version(stage/t) for t in m.get('tables') or {} if is_delta_table(stage/t)}
+    if 'ledger' in m['tables']: m['counts'] = load_ledger(stage, m['tables']['ledger']).summary()
+    if erased is not None: m['erased'] = {t: (m.get('erased') or {}).get(t, 0) + erased.get(t, 0) for t in m['tables']}
+    m.setdefault('changes', []).append(note)
+    write_run_manifest(stage, m)
+
 def restore_version(target: str|Path,  # a Delta table or a stage directory
                     version: int,  # the version to make current (for a stage directory: of its `records` table)
                    ) -> list[dict]:
@@ -125,12 +136,7 @@ def restore_version(target: str|Path,  # a Delta table or a stage directory
         if not olds:  # the table was created after that records version: leave it, and say so
             rows.append(dict(_restore_one(name, uri, None), restored_to='(did not exist)')); continue
         rows.append(_restore_one(name, uri, max(olds)))
-    if (m := read_run_manifest(target)) is not None:  # readers follow run.json: point it at the restored versions
-        from dcresearch.pipeline import load_ledger
-        m['tables'] = {n: delta_version(uri) for n, uri in tables.items() if n in (m.get('tables') or {}) or n in STAGE_TABLES}
-        if 'ledger' in m['tables']: m['counts'] = load_ledger(target, m['tables']['ledger']).summary()
-        m.setdefault('changes', []).append(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}: restored to records version {version}")
-        write_run_manifest(target, m)
+    _repin_stage(target, f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}: restored to records version {version}")
     return rows
 
 # %% ../nbs/15_lakeops.ipynb #5296af7e
@@ -377,6 +383,16 @@ def _locators(t: pa.RecordBatch) -> list[str]:
         return [f'{s}:{l}' for s, l in zip(t.column('source').to_pylist(), t.column('line').to_pylist())]
     return []
 
+def _count_matches(batches, ids: list[str]|None, value: str|None, examples: list) -> int:
+    "Rows of `batches` that an erasure of `ids` or `value` selects; up to 5 of their ids or locators are added to `examples`."
+    n = 0
+    for b in batches:
+        m = _match_mask(b, ids, value)
+        if m.true_count:
+            n += m.true_count
+            if len(examples) < 5: examples += _locators(b.filter(m))[:5 - len(examples)]
+    return n
+
 # %% ../nbs/15_lakeops.ipynb #14afcaf4
 @dataclass
 class ErasurePlan:
@@ -427,14 +443,8 @@ def _targets(target: str|Path) -> tuple[dict[str, Path], dict[str, Path]]:
 def _count_encrypted(path: Path, key: bytes, ids, value) -> tuple[int, list[str]]:
     "Matching rows in an encrypted dataset (decrypted in memory, shard by shard) and a few of their ids."
     from dcresearch.secure import read_encrypted
-    n, examples = 0, []
-    for t in read_encrypted(path, key):
-        for b in t.to_batches():
-            m = _match_mask(b, ids, value)
-            if m.true_count:
-                n += m.true_count
-                if len(examples) < 5: examples += _locators(b.filter(m))[:5 - len(examples)]
-    return n, examples
+    examples = []
+    return _count_matches((b for t in read_encrypted(path, key) for b in t.to_batches()), ids, value, examples), examples
 
 def erasure_plan(target: str|Path,  # a Delta table, stage directory, encrypted dataset or lake directory
                  ids: list[str]|None=None,  # record ids to erase (the `id` column)
@@ -450,13 +460,7 @@ def erasure_plan(target: str|Path,  # a Delta table, stage directory, encrypted 
         schema, rels = _live_files(uri)
         n, examples, files = 0, [], []
         for rel in rels:
-            k = 0
-            for b in _batches(uri/rel, schema):
-                m = _match_mask(b, ids, value)
-                if m.true_count:
-                    k += m.true_count
-                    if len(examples) < 5: examples += _locators(b.filter(m))[:5 - len(examples)]
-            if k: n += k; files.append(rel)
+            if (k := _count_matches(_batches(uri/rel, schema), ids, value, examples)): n += k; files.append(rel)
         plan.matches[name], plan.examples[name], plan.files[name] = n, examples, files
     for name, path in enc.items():
         if key is None: plan.unscanned.append(_display(name, Path(target))); continue
@@ -554,18 +558,6 @@ def _rewrite_encrypted(path: Path, key: bytes, ids: list[str]|None, value: str|N
                     source=m.get('source'))
     return deleted[0]
 
-def _repin_stages(tables: dict[str, Path], deleted: dict[str, int], note: str):
-    "Point each affected stage's run.json at its tables' new versions (old ones are gone) and count the erased rows there."
-    stages = {}
-    for name, uri in tables.items(): stages.setdefault(uri.parent, {})[uri.name] = deleted.get(name, 0)
-    for stage, erased in stages.items():
-        m = read_run_manifest(stage) if (stage/RUN_MANIFEST).is_file() else None
-        if m is None or not set(erased) & set(m.get('tables') or {}): continue
-        m['tables'] = {t: (delta_version(stage/t) if t in erased else v) for t, v in m['tables'].items()}
-        m['erased'] = {t: (m.get('erased') or {}).get(t, 0) + erased.get(t, 0) for t in m['tables']}
-        m.setdefault('changes', []).append(note)
-        write_run_manifest(stage, m)
-
 def erase(target: str|Path,  # a local Delta table, stage directory, encrypted dataset or lake directory
           ids: list[str]|None=None,  # record ids to erase (the `id` column)
           value: str|None=None,  # a value (e.g. an e-mail address): erase every row containing it
@@ -590,8 +582,11 @@ def erase(target: str|Path,  # a local Delta table, stage directory, encrypted d
         history_from[name] = compact_history(uri)
     for name, path in enc.items():
         deleted[f'{name} (encrypted)'] = _rewrite_encrypted(path, key, ids, value) if plan.matches.get(f'{name} (encrypted)') else 0
-    _repin_stages(tables, deleted, f"erasure {datetime.now(timezone.utc).isoformat(timespec='seconds')}: "
-                                   f"{sum(deleted.values())} row(s), selector {plan.selector['kind']}")
+    stages = {}  # old versions are gone: each stage's run.json moves to the new ones and counts the erased rows
+    for name, uri in tables.items(): stages.setdefault(uri.parent, {})[uri.name] = deleted.get(name, 0)
+    for stage, erased in stages.items():
+        _repin_stage(stage, f"erasure {datetime.now(timezone.utc).isoformat(timespec='seconds')}: "
+                            f"{sum(deleted.values())} row(s), selector {plan.selector['kind']}", erased)
     side, leftover = {}, []
     if value is not None:
         table_dirs = [p.resolve() for p in tables.values()]
