@@ -237,7 +237,9 @@ def stage_lock(stage_dir: str|Path,  # the stage directory to write (created if 
     except OSError as e: raise ValueError(f'cannot write in the output directory {d} ({e.strerror}): choose another --out') from None
     try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        holder = os.pread(fd, 4096, 0).decode('utf-8', 'replace')
+        for _ in range(20):  # the holder writes who it is just after locking: give it a moment
+            if (holder := os.pread(fd, 4096, 0).decode('utf-8', 'replace')): break
+            time.sleep(0.05)
         os.close(fd)
         raise StageLocked(f'{d} is locked by another writer ({_lock_holder(holder)}): wait for it to finish or write to '
                           'another --out (the lock goes away when that process ends)') from None
