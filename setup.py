@@ -1,7 +1,8 @@
 """Package build driven by settings.ini (nbdev 2 convention).
 
-Report notebooks live in nbs/pipeline (the source); `build_py` copies them into the
-package as dcresearch/pipeline/*.ipynb so `dcr report` works after a plain pip install.
+Report notebooks live in nbs/reports and the sample corpus text in nbs/data (the sources); `build_py` copies them into
+the package as dcresearch/reports/notebooks/ and dcresearch/data/, so `dcr report` and `dcr sample` work after a plain
+pip install.
 """
 import shutil
 from configparser import ConfigParser
@@ -20,10 +21,11 @@ class build_py_with_reports(build_py):
     "Copy the papermill report notebooks (and recipes) into the built package."
     def run(self):
         super().run()
-        for sub in ('pipeline',):
-            dst = Path(self.build_lib) / cfg['lib_name'] / sub
+        pkg = Path(self.build_lib) / cfg['lib_name']
+        for src, dst, globs in [(here / 'nbs' / 'reports', pkg / 'reports' / 'notebooks', ('*.ipynb', '*.yaml')),
+                                (here / 'nbs' / 'data', pkg / 'data', ('*.json',))]:
             dst.mkdir(parents=True, exist_ok=True)
-            for f in sorted((here / 'nbs' / sub).glob('*.ipynb')) + sorted((here / 'nbs' / sub).glob('*.yaml')):
+            for f in sorted(p for g in globs for p in src.glob(g)):
                 shutil.copy(f, dst / f.name)
 
 

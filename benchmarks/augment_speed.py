@@ -1,4 +1,4 @@
-"""Speed of the augmentation operators (dcresearch.augment, dcresearch.augment_image) on real data; prints rows/s per core.
+"""Speed of the augmentation operators (dcresearch.augment.text, dcresearch.augment.image) on real data; prints rows/s per core.
 
     .venv/bin/python benchmarks/augment_speed.py [--repeat 3] [--n 5000] [--guard-n 1000]
 
@@ -8,7 +8,7 @@ no guards) and is timed with `augment.augment_speed`, best of `--repeat`, in one
 (OMP_NUM_THREADS=1), so the figures are per core. "rows/s" counts augmented rows produced, "texts/s" source
 texts processed (operators that cannot change a text, or do not apply to the language, produce fewer rows).
 The guards (MiniLM drift + duplicate) are timed on `--guard-n` texts with the `swap` operator, since sentence
-embeddings dominate their cost. Images: `augment_image.image_speed` on ../shared/data/images (decoded once;
+embeddings dominate their cost. Images: `augment.image.image_speed` on ../shared/data/images (decoded once;
 also with decoding). The last line is the same figures as JSON.
 """
 import os
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dcresearch import augment as A
+import dcresearch.augment.text as A
 
 DATA = Path(__file__).resolve().parents[1].parent/'shared'/'data'
 
@@ -57,7 +57,7 @@ def main(repeat: int=3, n: int=5000, guard_n: int=1000):
         results[f'{name}:swap+guards'] = dict(texts_per_s=round(g, 1), rows_per_s=round(rate, 1), texts=len(sub))
         print(f"{name:<13}{'swap + guards (MiniLM)':<24}{len(sub):>7,}{g:>12,.1f}{rate:>12,.1f}")
     try:
-        from dcresearch import augment_image as AI
+        from dcresearch.augment import image as AI
     except ImportError:
         AI = None
     if AI is not None and (DATA/'images').is_dir():

@@ -1,4 +1,4 @@
-"""PII analysis + redaction speed: dcresearch.pii against plain Presidio, same recognizers, one core.
+"""PII analysis + redaction speed: dcresearch.privacy.pii against plain Presidio, same recognizers, one core.
 
     nice .venv/bin/python benchmarks/pii_vs_presidio.py [--docs 3000] [--repeats 3]
 
@@ -25,7 +25,7 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig, RecognizerResult as AnonResult
 
-from dcresearch.pii import REDACTION_TAGS, PiiDetector, redact_text, resolve_spans
+from dcresearch.privacy.pii import REDACTION_TAGS, PiiDetector, redact_text, resolve_spans
 from dcresearch.sample import generate_documents
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,9 +13,9 @@ from .core import Step, StepResult, split_by_mask
 
 # %% auto #0
 __all__ = ['HTML_NON_TEXT', 'HTML_BLOCK_TAG', 'HTML_INLINE_TAG', 'HTML_ENTITY', 'CONTROL_CHARS', 'LINE_BREAKS',
-           'UNTIDY_WHITESPACE', 'BOILERPLATE_PATTERNS', 'nfkc_stable_chars', 'normalize_text', 'NormalizeText',
-           'RemoveBoilerplateLines', 'language_codes', 'identify_languages', 'LanguageIdentifier', 'LanguageFilter',
-           'default_clean_steps']
+           'UNTIDY_WHITESPACE', 'BOILERPLATE_PATTERNS', 'LANGUAGE_NAMES', 'nfkc_stable_chars', 'text_array',
+           'normalize_text', 'NormalizeText', 'RemoveBoilerplateLines', 'language_codes', 'language_name',
+           'identify_languages', 'LanguageIdentifier', 'LanguageFilter', 'default_clean_steps']
 
 # %% ../nbs/08_clean.ipynb #e5655d33
 _BLOCK_TAGS = ('address|article|aside|blockquote|body|br|caption|dd|div|dl|dt|fieldset|figcaption|figure|footer|form|'
@@ -88,6 +88,12 @@ def _normalize(t: pa.Array, nfkc: bool, fix_whitespace: bool, strip_control: boo
     if fix_whitespace: t = _where(t, pc.match_substring_regex(t, UNTIDY_WHITESPACE), _tidy_whitespace)
     return t, growth
 
+def text_array(texts: pa.Array|pa.ChunkedArray|list, # texts, as a list or an Arrow (chunked) array
+              ) -> pa.Array:
+    "`texts` as one Arrow string array, nulls as ''."
+    t = pa.array(texts, pa.string()) if isinstance(texts, list) else texts
+    return pc.fill_null(t.combine_chunks() if isinstance(t, pa.ChunkedArray) else t, '').cast(pa.string())
+
 def normalize_text(texts: pa.Array|pa.ChunkedArray|list,  # texts (nulls become '')
                    nfkc: bool=True,  # Unicode NFKC (full-width → ASCII, ligatures, compatibility forms)
                    fix_whitespace: bool=True,  # unify line breaks, collapse spaces, at most one blank line, trim
@@ -95,9 +101,7 @@ def normalize_text(texts: pa.Array|pa.ChunkedArray|list,  # texts (nulls become 
                    strip_html: bool=True,  # remove leftover tags, comments, scripts; decode entities
                   ) -> pa.Array:
     "Normalised copies of `texts` (a string array of the same length)."
-    t = pa.array(texts, pa.string()) if isinstance(texts, list) else texts
-    t = pc.fill_null(t.combine_chunks() if isinstance(t, pa.ChunkedArray) else t, '')
-    return _normalize(t, nfkc, fix_whitespace, strip_control, strip_html)[0]
+    return _normalize(text_array(texts), nfkc, fix_whitespace, strip_control, strip_html)[0]
 
 # %% ../nbs/08_clean.ipynb #ca0020d7
 def _set_column(table: pa.Table, name: str, values) -> pa.Table:
@@ -238,8 +242,7 @@ class RemoveBoilerplateLines(Step):
     def matches(self, texts: pa.Array|pa.ChunkedArray|list,  # texts to inspect
                ) -> pd.DataFrame:
         "The boilerplate lines of `texts`: row, line number (1-based), the pattern that matched, the line."
-        t = pa.array(texts, pa.string()) if isinstance(texts, list) else texts
-        t = pc.fill_null(t.combine_chunks() if isinstance(t, pa.ChunkedArray) else t, '')
+        t = text_array(texts)
         lines, parent, lists = _lines(t)
         which = self._which(lines)
         idx = np.flatnonzero(which >= 0)
@@ -271,6 +274,18 @@ def language_codes() -> list[str]:
     "The language codes `identify_languages` can return (besides `und`)."
     return sorted(set(_langid_tables()['classes']))
 
+# %% ../nbs/08_clean.ipynb #37c495c2
+LANGUAGE_NAMES = dict(
+    en='English', zh='Chinese', es='Spanish', fr='French', de='German', it='Italian', pt='Portuguese', ru='Russian',
+    ja='Japanese', ko='Korean', ar='Arabic', hi='Hindi', nl='Dutch', sv='Swedish', pl='Polish', tr='Turkish',
+    vi='Vietnamese', id='Indonesian', th='Thai', uk='Ukrainian', cs='Czech', fa='Persian', he='Hebrew', el='Greek',
+    da='Danish', fi='Finnish', no='Norwegian', ro='Romanian', hu='Hungarian', bn='Bengali', ta='Tamil', ms='Malay',
+    ca='Catalan', la='Latin', eo='Esperanto', tl='Tagalog', sw='Swahili', pcm='Nigerian Pidgin', und='undetermined')
+
+def language_name(code: str) -> str:
+    "English name of an ISO 639 language code (the code itself when unknown)."
+    return LANGUAGE_NAMES.get(code, code)
+
 # %% ../nbs/08_clean.ipynb #3625a686
 def _byte_features(data: np.ndarray, starts: np.ndarray, lens: np.ndarray, m: dict):
     "Run the DFA over each text (bytes `data[starts[i]:starts[i]+lens[i]]`, `lens` descending); (text, feature) pairs."
@@ -300,8 +315,7 @@ def identify_languages(texts: pa.Array|pa.ChunkedArray|list,  # texts (nulls cou
     "Language code (object array; `und` for texts without letters) and probability (float32) of each text, with py3langid."
     import scipy.sparse as sp
     m = _langid_tables()
-    t = pa.array(texts, pa.string()) if isinstance(texts, list) else texts
-    t = pc.fill_null(t.combine_chunks() if isinstance(t, pa.ChunkedArray) else t, '').cast(pa.string())
+    t = text_array(texts)
     t = pc.utf8_slice_codeunits(t, 0, sample_chars)
     has_letter = pc.match_substring_regex(t, r'\p{L}').to_numpy(zero_copy_only=False)
     t = pc.utf8_normalize(pc.if_else(pc.utf8_is_upper(t), pc.utf8_lower(t), t), 'NFC')   # as py3langid does

@@ -9,37 +9,36 @@ import yaml
 from fastcore.docments import docments
 
 from .core import data_dir, get_logger, reports_dir
-from .io import input_ids, split_source, write_json_lines
+from .core import delegates_to
+from .io import ReadOptions, input_ids, split_source, write_json_lines
 from .lake import StageLocked
 
 # %% auto #0
 __all__ = ['LAZY_COMMANDS', 'RECIPE_COMMANDS', 'CLI_POSITIONAL', 'COMMANDS', 'USER_ERRORS', 'ingest', 'sample', 'report',
            'ledger', 'sql', 'StageVerifyError', 'verify', 'clean_decisions', 'clean', 'dedup', 'command_function',
-           'default_recipe', 'load_recipe', 'pipeline', 'command_parser', 'check_out', 'main']
+           'command_options', 'default_recipe', 'load_recipe', 'pipeline', 'command_parser', 'check_out', 'main']
 
 # %% ../nbs/07_cli.ipynb #5ad3d58e
+@delegates_to(ReadOptions)
 def ingest(inputs: list[str],  # files, globs, directories or fsspec URLs to read
            out: str,  # stage directory to write (Delta tables records/, rejected/, quarantine/, ledger/)
            format: str=None,  # input format (jsonl, json, csv, tsv, parquet, txt, warc); default: from the file name
-           text_field: str='text',  # field or column holding the document text
-           label_field: str=None,  # field or column holding a class label
+           label_field: str=None,  # field or column holding a class label (none: unlabelled records)
            time_field: str=None,  # field or column holding a timestamp
            id_field: str=None,  # field holding ids to keep; default: ids from file and line
            txt_mode: str='line',  # plain text: 'line' (a document per line) or 'file' (a document per file)
-           no_header: bool=False,  # CSV/TSV files have no header row (give --column-names)
-           column_names: list[str]=None,  # column names for header-less CSV/TSV
            max_doc_bytes: int=1_000_000,  # documents larger than this (UTF-8 bytes) are quarantined
            shard_size: int=5_000,  # input rows per shard (unit of parallel work and of resume)
            workers: int=1,  # worker processes
            fresh: bool=False,  # discard a partial earlier run instead of resuming it
            quiet: bool=False,  # no progress bar, no ledger printout
-          ):
+           **kwargs):
     "Read INPUTS into a stage directory, quarantining bad input, and print the ledger."
     from dcresearch.io import RecordReader, ingest_steps
     from dcresearch.pipeline import Pipeline
-    reader = RecordReader(inputs, format=format, text_field=text_field, label_field=label_field, time_field=time_field,
-                          id_field=id_field, txt_mode=txt_mode, csv_header=not no_header, column_names=column_names,
-                          max_doc_bytes=max_doc_bytes)
+    read = ReadOptions(label_field=label_field, **kwargs)
+    reader = RecordReader(inputs, format=format, time_field=time_field, id_field=id_field, txt_mode=txt_mode,
+                          max_doc_bytes=max_doc_bytes, **read.reader_kwargs())
     formats = sorted(set(reader.formats))
     if 'warc' in formats and len(formats) > 1:  # HTML extraction would run on every record of the run
         raise ValueError(f'ingest WARC files in a run of their own (got formats {formats}); give the others to another `dcr ingest`')
@@ -76,7 +75,7 @@ def report(name: str=None,  # report to run (see --list), or a path to an .ipynb
            quiet: bool=False,  # no progress bar
           ):
     "Run a report notebook with papermill and write NAME.html (no code) and index.html."
-    from dcresearch.reports import available_reports, parse_param, run_report
+    from dcresearch.reports.runner import available_reports, parse_param, run_report
     if list or not name:
         print('\n'.join(available_reports())); return None
     params = {k: parse_param(v) for k, v in (p or [])}
@@ -224,12 +223,12 @@ def dedup(inputs: list[str],  # files/globs, or one stage directory (e.g. data/l
 
 # %% ../nbs/07_cli.ipynb #bc44cc30
 LAZY_COMMANDS = {  # command: (module, function, its docstring for `dcr --help`; the test below keeps it true)
-    'pii': ('dcresearch.pii', 'pii', 'Find and redact PII; write a privacy stage directory plus spans.jsonl and redacted.jsonl (one line per input record).'),
-    'augment-images': ('dcresearch.augment_image', 'augment_images', 'Augment image files into `OUT/images/`, with `OUT/augmented.jsonl` tracing each to its source and label.'),
-    'augment-effect': ('dcresearch.augment_effect', 'measure_augmentation', 'Train logistic regression on MiniLM embeddings of labelled subsets with and without augmentation; write and print mean ± std.'),
+    'pii': ('dcresearch.privacy.pii', 'pii', 'Find and redact PII; write a privacy stage directory plus spans.jsonl and redacted.jsonl (one line per input record).'),
+    'augment-images': ('dcresearch.augment.image', 'augment_images', 'Augment image files into `OUT/images/`, with `OUT/augmented.jsonl` tracing each to its source and label.'),
+    'augment-effect': ('dcresearch.augment.effect', 'measure_augmentation', 'Train logistic regression on MiniLM embeddings of labelled subsets with and without augmentation; write and print mean ± std.'),
     'preprocess': ('dcresearch.preprocess', 'preprocess', 'Split, leakage-check, tokenize and save `input` for a classification, SFT or causal-LM task; returns the manifest.'),
     'finetune': ('dcresearch.finetune', 'finetune', 'Fine-tune a model (DeepSpeed ZeRO-2/3, LoRA, FGM, DP-SGD) on labelled records; write metrics, predictions and the model to OUT.'),
-    'augment-instructions': ('dcresearch.augment_mix', 'augment_instructions', 'Rephrase instruction records with templates into `OUT/augmented.jsonl`, outputs unchanged, each row keeping its `source_id`.'),
+    'augment-instructions': ('dcresearch.augment.mix', 'augment_instructions', 'Rephrase instruction records with templates into `OUT/augmented.jsonl`, outputs unchanged, each row keeping its `source_id`.'),
 }
 
 def command_function(name: str):
@@ -240,12 +239,37 @@ def command_function(name: str):
         return getattr(importlib.import_module(mod), fn)
     return RECIPE_COMMANDS[name]
 
+# %% ../nbs/07_cli.ipynb #2b4c0a22
+def _dataclass_options(cls) -> dict:
+    "Each field of dataclass `cls` -> `{anno, default, docment}`, the fields of dataclass-typed fields in their place."
+    import dataclasses
+    docs, hints, out = {}, typing.get_type_hints(cls), {}
+    for base in reversed(cls.__mro__):  # fields a dataclass inherits are documented in the class that declares them
+        if dataclasses.is_dataclass(base): docs.update({k: v for k, v in docments(base, full=True).items() if v['docment']})
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]): out.update(_dataclass_options(hints[f.name])); continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out[f.name] = dict(anno=hints[f.name], default=default, docment=docs[f.name]['docment'] if f.name in docs else None)
+    return out
+
+def command_options(func) -> dict:
+    "Each option of command `func` -> `{anno, default, docment}`, in order, option groups expanded."
+    import dataclasses
+    doc, hints, out = docments(func, full=True), typing.get_type_hints(func), {}
+    kinds = {n: p.kind for n, p in inspect.signature(func).parameters.items()}
+    for name, d in doc.items():
+        if name == 'return' or kinds.get(name) is inspect.Parameter.VAR_KEYWORD: continue
+        anno = hints.get(name, str)
+        if dataclasses.is_dataclass(anno): out.update(_dataclass_options(anno)); continue
+        out[name] = dict(anno=anno, default=d['default'], docment=d['docment'])
+    return out
+
 # %% ../nbs/07_cli.ipynb #0bff64a4
 RECIPE_COMMANDS = {'sample': sample, 'ingest': ingest, 'clean': clean, 'dedup': dedup, 'report': report}  # + LAZY_COMMANDS
 
 def default_recipe() -> Path:
     "Path of the recipe `dcr pipeline` runs when none is given."
-    from dcresearch.reports import report_dirs
+    from dcresearch.reports.runner import report_dirs
     for d in report_dirs():
         if (d/'default.yaml').is_file(): return d/'default.yaml'
     raise FileNotFoundError('default.yaml not found in ' + ', '.join(map(str, report_dirs())))
@@ -266,12 +290,12 @@ def load_recipe(recipe: str|Path|dict|None=None) -> list[tuple[str, dict]]:
         args = dict(args or {})
         if cmd == 'report' and 'params' in args:  # recipes give report parameters as a mapping
             args['p'] = [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in args.pop('params').items()]
-        bad = set(args) - set(inspect.signature(command_function(cmd)).parameters)
+        bad = set(args) - set(command_options(command_function(cmd)))
         if bad: raise ValueError(f"recipe {recipe}: stage {i+1} ({cmd}) has unknown argument(s) {sorted(bad)}")
         out.append((cmd, args))
     return out
 
-def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/pipeline/default.yaml)
+def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/reports/default.yaml)
              docs: int=None,  # override the number of sample documents (`sample` stages)
              workers: int=None,  # override worker processes (`ingest` stages)
              quiet: bool=False,  # less output
@@ -299,15 +323,13 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/pi
 CLI_POSITIONAL = {'lake': ('action', 'target'), 'finetune': (), 'classify': ('path', 'level')}  # commands whose positionals are not just the first parameter
 
 def _add_command(sub, func, name: str|None=None):
-    "Add `func` as subcommand `name` (default: its own name) of `sub`, its parameters' comments as help."
-    doc, name = docments(func, full=True), name or func.__name__
-    positional = CLI_POSITIONAL.get(name, tuple(doc)[:1])
+    "Add `func` as subcommand `name` (default: its own name) of `sub`, its options' comments as help."
+    opts, name = command_options(func), name or func.__name__
+    positional = CLI_POSITIONAL.get(name, tuple(opts)[:1])
     p = sub.add_parser(name, help=func.__doc__, description=func.__doc__,
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    hints = typing.get_type_hints(func)
-    for name, d in doc.items():
-        if name == 'return': continue
-        anno, default, help_ = hints.get(name, str), d['default'], (d['docment'] or '')
+    for name, d in opts.items():
+        anno, default, help_ = d['anno'], d['default'], (d['docment'] or '')
         flag = '--' + name.replace('_', '-')
         if name == 'p':
             p.add_argument('-p', '--param', dest='p', nargs=2, action='append', metavar=('KEY', 'VALUE'), help=help_)
@@ -327,10 +349,11 @@ def _add_command(sub, func, name: str|None=None):
     p.set_defaults(_func=func)
     return p
 
-from .augment import augment
+# %% ../nbs/07_cli.ipynb #4271720f
+from .augment.text import augment
 from .lakeops import lake
-from .secure import classify, decrypt, encrypt, keygen
-
+from .privacy.access import classify, decrypt, encrypt
+from .privacy.keys import keygen
 
 COMMANDS = [ingest, clean, dedup, 'pii', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', report, pipeline, sample,
             ledger, sql, verify, lake, classify, encrypt, decrypt, keygen]  # functions, or names of `LAZY_COMMANDS`

@@ -14,7 +14,8 @@ import pyarrow.compute as pc
 # %% auto #0
 __all__ = ['RECORD_SCHEMA', 'QUARANTINE_SCHEMA', 'RAW_PREVIEW_CHARS', 'REJECT_COLUMNS', 'FAULT_ENV', 'empty_records', 'stable_id',
            'make_records', 'QuarantineRow', 'quarantine_table', 'StepResult', 'Step', 'split_by_mask', 'data_dir',
-           'reports_dir', 'get_logger', 'fault_point', 'minilm_path']
+           'reports_dir', 'get_logger', 'fault_point', 'write_atomic', 'file_sha256', 'jieba_segmenter', 'delegates_to',
+           'minilm_path']
 
 # %% ../nbs/00_core.ipynb #b95fa23f
 RECORD_SCHEMA = pa.schema([
@@ -168,6 +169,55 @@ def fault_point(label: str,  # what is about to happen (printed with `DCR_FAULT_
     elif spec.isdigit() and int(spec) == _faults_passed[0]:
         import signal
         os.kill(os.getpid(), signal.SIGKILL)
+
+# %% ../nbs/00_core.ipynb #181118ed
+def write_atomic(path: str|Path, # the file to (re)place
+                 data: str|bytes, # its new content (str: UTF-8)
+                ) -> Path:
+    "Write `data` to a unique temporary file beside `path`, flush it to disk, then rename it over `path`."
+    import uuid
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+    with open(tmp, 'wb') as f:
+        f.write(data.encode('utf-8') if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+# %% ../nbs/00_core.ipynb #351993dc
+def file_sha256(path: str|Path, # a file
+                fs=None, # an fsspec file system holding `path`; default: the local disk
+                max_bytes: int|None=None, # return None for larger files (hashing them would dominate a small job)
+               ) -> str|None:
+    "SHA-256 of a file's bytes as hex, or None when it is larger than `max_bytes`."
+    size = fs.size(path) if fs is not None else os.path.getsize(path)
+    if max_bytes is not None and size > max_bytes: return None
+    h = hashlib.sha256()
+    with (fs.open(path, 'rb') if fs is not None else open(path, 'rb')) as f:
+        while chunk := f.read(1 << 20): h.update(chunk)
+    return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #23060aa5
+import functools
+
+@functools.lru_cache(maxsize=1)
+def jieba_segmenter():
+    "The `jieba` module, its dictionary loaded and its log quiet (loading takes about a second, once per process)."
+    import jieba
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+# %% ../nbs/00_core.ipynb #60c8b862
+def delegates_to(cls, # a dataclass whose fields are the shared options
+                 but: str|list|None=None, # fields the function does not take
+                ):
+    "Decorator: replace `**kwargs` in the signature with the fields of dataclass `cls`, documented from its source."
+    from fastcore.meta import delegates
+    def _f(f):
+        f = delegates(cls, but=but)(f)
+        f.__delwrap__ = cls  # docments reads field comments from a dataclass's source, not from its generated __init__
+        return f
+    return _f
 
 # %% ../nbs/00_core.ipynb #962f2c32
 def minilm_path() -> str:

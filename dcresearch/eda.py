@@ -15,16 +15,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fastcore.basics import patch
 
+from .clean import LANGUAGE_NAMES, language_name
 from .core import QUARANTINE_SCHEMA, RECORD_SCHEMA, data_dir, get_logger
+from .reports.plots import (ACCENT, COLOR, FIGSIZE, LABEL_BOX, OTHER_COLOR, barh, figure, mark_line, no_data,
+                                      percent, plain_log_ticks, styled)
 
 # %% auto #0
-__all__ = ['CJK_CHARS', 'APPROX_TOKEN_PATTERN', 'LANGUAGE_NAMES', 'LABEL_WORDS', 'TIME_WORDS', 'URL_FIELDS', 'SOURCE_TYPE_FIELDS',
-           'PERCENTILES', 'MAX_LABEL_CLASSES', 'PREVIEW_CHARS', 'FREQ_NAMES', 'FIGSIZE', 'COLOR', 'ACCENT',
-           'OTHER_COLOR', 'CJK_FONTS', 'LABEL_BOX', 'approx_token_counts', 'TokenCounter', 'normalize_for_dedup',
-           'text_hashes', 'LanguageDetector', 'language_name', 'source_files', 'url_domains', 'field_name_parts',
-           'name_rank', 'parse_times', 'document_features', 'CorpusProfile', 'profile_corpus', 'styled',
-           'plot_length_hist', 'plot_token_hist', 'plot_languages', 'plot_sources', 'plot_labels',
-           'plot_missing_fields', 'plot_quarantine_reasons', 'plot_time', 'EdaInput', 'load_for_eda']
+__all__ = ['CJK_CHARS', 'APPROX_TOKEN_PATTERN', 'LABEL_WORDS', 'TIME_WORDS', 'URL_FIELDS', 'SOURCE_TYPE_FIELDS', 'PERCENTILES',
+           'MAX_LABEL_CLASSES', 'PREVIEW_CHARS', 'FREQ_NAMES', 'approx_token_counts', 'TokenCounter', 'text_hashes',
+           'LanguageDetector', 'source_files', 'url_domains', 'field_name_parts', 'name_rank', 'parse_times',
+           'document_features', 'CorpusProfile', 'profile_corpus', 'plot_length_hist', 'plot_token_hist',
+           'plot_languages', 'plot_sources', 'plot_labels', 'plot_missing_fields', 'plot_quarantine_reasons',
+           'plot_time', 'EdaInput', 'load_for_eda']
 
 # %% ../nbs/05_eda.ipynb #f6811ff0
 CJK_CHARS = r'\p{Han}\p{Hiragana}\p{Katakana}'
@@ -58,11 +60,6 @@ class TokenCounter:
         return np.array([len(e.ids) for e in encodings], dtype=np.int64)
 
 # %% ../nbs/05_eda.ipynb #7f27069e
-def normalize_for_dedup(texts: pa.Array|pa.ChunkedArray) -> pa.Array|pa.ChunkedArray:
-    "Lowercase, strip punctuation and symbols, collapse whitespace: the text normalised duplicates share."
-    t = pc.replace_substring_regex(pc.utf8_lower(texts), r'[\p{P}\p{S}]+', '')
-    return pc.utf8_trim_whitespace(pc.replace_substring_regex(t, r'\s+', ' '))
-
 def text_hashes(texts: pa.Array|pa.ChunkedArray) -> np.ndarray:
     "A 64-bit hash per text (null hashes like the empty string)."
     values = pc.fill_null(texts, '').to_numpy(zero_copy_only=False).astype(object)
@@ -82,18 +79,6 @@ class LanguageDetector:
         langs, confs = identify_languages(texts, self.sample_chars)
         langs[confs < self.min_confidence] = 'und'
         return langs, confs
-
-# %% ../nbs/05_eda.ipynb #37c495c2
-LANGUAGE_NAMES = dict(
-    en='English', zh='Chinese', es='Spanish', fr='French', de='German', it='Italian', pt='Portuguese', ru='Russian',
-    ja='Japanese', ko='Korean', ar='Arabic', hi='Hindi', nl='Dutch', sv='Swedish', pl='Polish', tr='Turkish',
-    vi='Vietnamese', id='Indonesian', th='Thai', uk='Ukrainian', cs='Czech', fa='Persian', he='Hebrew', el='Greek',
-    da='Danish', fi='Finnish', no='Norwegian', ro='Romanian', hu='Hungarian', bn='Bengali', ta='Tamil', ms='Malay',
-    ca='Catalan', la='Latin', eo='Esperanto', tl='Tagalog', sw='Swahili', pcm='Nigerian Pidgin', und='undetermined')
-
-def language_name(code: str) -> str:
-    "English name of an ISO 639 language code (the code itself when unknown)."
-    return LANGUAGE_NAMES.get(code, code)
 
 # %% ../nbs/05_eda.ipynb #7a06094c
 def source_files(sources: pa.Array|pa.ChunkedArray) -> pa.Array|pa.ChunkedArray:
@@ -165,6 +150,7 @@ def document_features(table: pa.Table,  # record table (`RECORD_SCHEMA`, extra c
     "The per-document features the profiler keeps for one record table (no text)."
     languages = languages or LanguageDetector()
     token_counter = token_counter or approx_token_counts
+    from dcresearch.dedup import normalize_for_hash
     text = table['text']
     metas = _parse_meta(table['meta'] if 'meta' in table.column_names else None, table.num_rows) if metas is None else metas
     lang, conf = languages(text)
@@ -180,7 +166,7 @@ def document_features(table: pa.Table,  # record table (`RECORD_SCHEMA`, extra c
         'domain': url_domains(_meta_column(metas, URL_FIELDS)).to_pandas(),
         'timestamp': ts.cast(pa.timestamp('us', tz='UTC')).to_pandas(),
         'exact_hash': text_hashes(text),
-        'norm_hash': text_hashes(normalize_for_dedup(text)),
+        'norm_hash': text_hashes(normalize_for_hash(text)),  # what `dcr dedup` compares: the EDA counts what it removes
     })
 
 # %% ../nbs/05_eda.ipynb #28b35b21
@@ -431,10 +417,6 @@ def profile_corpus(tables: Iterable[pa.Table],  # record tables (`RECORD_SCHEMA`
     return builder.finish(quarantined, counter.name if counter else 'approx', lang_min_confidence)
 
 # %% ../nbs/05_eda.ipynb #d17c78a8
-def _pct(x: float) -> str:
-    "A share as a percentage; tiny non-zero shares as `<0.1%` rather than a misleading 0.0%."
-    return '<0.1%' if 0 < x < 0.001 else f'{x:.1%}'
-
 def _fmt_range(ts: pd.Series) -> str:
     ts = ts.dropna()
     if ts.empty: return '—'
@@ -453,11 +435,11 @@ def overview(self: CorpusProfile) -> pd.DataFrame:
             ('characters', f"{d['n_chars'].sum():,}"),
             (tok + (' (approx.: words + CJK chars)' if self.token_method == 'approx' else ''), f"{d['n_tokens'].sum():,}"),
             ('median tokens per document', f"{d['n_tokens'].median():,.0f}" if n else '—'),
-            ('languages', f"{d['lang'].nunique()}: " + ', '.join(f'{language_name(l)} {_pct(s)}' for l, s in langs.items()) if n else '—'),
+            ('languages', f"{d['lang'].nunique()}: " + ', '.join(f'{language_name(l)} {percent(s)}' for l, s in langs.items()) if n else '—'),
             ('date range', _fmt_range(d['timestamp'])),
             ('source files', f"{d['source_file'].nunique():,}"),
             ('labels', f'{len(self.label_counts)} classes in {self.label_field}' if self.has_labels else 'none'),
-            ('exact duplicates', f"{_pct(1 - d['exact_hash'].nunique() / n)} of documents" if n else '—')]
+            ('exact duplicates', f"{percent(1 - d['exact_hash'].nunique() / n)} of documents" if n else '—')]
     return pd.DataFrame(rows, columns=['metric', 'value'])
 
 # %% ../nbs/05_eda.ipynb #1df59d58
@@ -535,7 +517,7 @@ def missing_fields(self: CorpusProfile) -> pd.DataFrame:
 def duplicates(self: CorpusProfile) -> pd.DataFrame:
     "Exact and normalised duplicates: distinct texts, redundant copies and their share of documents."
     rows = []
-    for kind, col in (('exact', 'exact_hash'), ('normalised (case, punctuation, spaces)', 'norm_hash')):
+    for kind, col in (('exact', 'exact_hash'), ('normalised (case, Unicode forms, spaces: what dcr dedup removes)', 'norm_hash')):
         distinct = self.docs[col].nunique()
         rows.append(dict(kind=kind, documents=self.n_docs, distinct=distinct, copies=self.n_docs - distinct,
                          rate=(self.n_docs - distinct) / self.n_docs if self.n_docs else 0.0))
@@ -558,126 +540,39 @@ def quarantine_examples(self: CorpusProfile, per_reason: int=3) -> pd.DataFrame:
     return pd.DataFrame({'reason': q['reason'].to_numpy(), 'location': loc, 'detail': q['detail'].fillna('').to_numpy(),
                          'raw': [_preview(r, 80) for r in q['raw']]})
 
-# %% ../nbs/05_eda.ipynb #512bd78d
-def styled(df: pd.DataFrame, precision: int=2):
-    "A pandas Styler for report tables: counts with separators, shares as percentages, no index."
-    df, fmt = df.reset_index(drop=True), {}
-    for c in df.columns:
-        if c in ('share', 'rate') or str(c).endswith(('%', '_share')) or str(c).startswith('share'): fmt[c] = _pct
-        elif pd.api.types.is_integer_dtype(df[c]): fmt[c] = '{:,}'
-        elif pd.api.types.is_float_dtype(df[c]): fmt[c] = f'{{:,.{precision}f}}'
-    text_cols = [c for c in df.columns if c not in fmt]
-    locators = [c for c in df.columns if c in ('source', 'location')]   # `file:line` reads best on one line
-    # escape first: redacted text like `<EMAIL>` must show as text, not vanish as an HTML tag
-    return (df.style.format({c: fmt.get(c) for c in df.columns}, na_rep='—', escape='html').hide(axis='index')
-            .set_properties(subset=text_cols, **{'text-align': 'left'})
-            .set_properties(subset=locators, **{'white-space': 'nowrap'})
-            .set_table_styles([{'selector': 'th', 'props': [('text-align', 'left')]}]))
-
-# %% ../nbs/05_eda.ipynb #73e6e2df
-FIGSIZE = (9, 4)
-COLOR = '#4C72B0'    # seaborn 'deep' blue
-ACCENT = '#C44E52'   # seaborn 'deep' red, for reference lines
-OTHER_COLOR = '#A0A0A0'  # grey for the `(other)` bar that sums the tail
-
-CJK_FONTS = ('Noto Sans CJK SC', 'Noto Sans CJK JP', 'Source Han Sans SC', 'WenQuanYi Zen Hei', 'WenQuanYi Micro Hei',
-             'Microsoft YaHei', 'SimHei', 'PingFang SC', 'Hiragino Sans GB', 'Arial Unicode MS')
-
-@functools.lru_cache(maxsize=1)
-def _add_cjk_font_fallback() -> tuple:
-    "Add installed CJK fonts as fallbacks after the default font, so Chinese/Japanese labels are not drawn as boxes."
-    import matplotlib as mpl
-    from matplotlib import font_manager
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    found = tuple(f for f in CJK_FONTS if f in installed)
-    # matplotlib falls back glyph by glyph along `font.family` (a generic name there stands for one font only)
-    family = list(mpl.rcParams['font.family'])
-    mpl.rcParams['font.family'] = family + [f for f in found[:1] if f not in family]
-    if found:  # some CJK fonts only come in weight 500: matplotlib would warn about it on every label
-        import logging; logging.getLogger('matplotlib.font_manager').setLevel(logging.ERROR)
-    return found
-
-def _figure(figsize=FIGSIZE):
-    "A new Figure and Axes in the report's seaborn style."
-    import seaborn as sns
-    from matplotlib.figure import Figure
-    import matplotlib as mpl
-    _add_cjk_font_fallback()
-    with sns.axes_style('whitegrid', rc={'font.family': mpl.rcParams['font.family']}), sns.plotting_context('notebook', font_scale=0.95):
-        fig = Figure(figsize=figsize, dpi=100, layout='constrained')
-        ax = fig.subplots()
-    return fig, ax
-
-LABEL_BOX = dict(facecolor='white', edgecolor='none', alpha=0.8, pad=1.5)
-
-def _mark(ax, x: float, text: str, y_frac: float=0.95, alpha: float=0.9):
-    "A dashed vertical reference line at `x` with a readable label."
-    ax.axvline(x, color=ACCENT, ls='--', lw=1.2, alpha=alpha)
-    ax.text(x, ax.get_ylim()[1] * y_frac, f' {text}', color=ACCENT, va='top', fontsize=9, bbox=LABEL_BOX)
-
-def _plain_log_ticks(axis, lo: float, hi: float):
-    "Log-axis ticks written as plain numbers (10, 20, 50, 100, ...); fewer of them the more decades [lo, hi] spans."
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-    decades = np.log10(max(hi, 1) / max(lo, 1))
-    axis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5) if decades <= 2.5 else (1, 3) if decades <= 4 else (1,)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:,.0f}'))
-    axis.set_minor_formatter(NullFormatter())
-
-def _no_data(ax, message: str):
-    ax.text(0.5, 0.5, message, ha='center', va='center', transform=ax.transAxes, fontsize=12, color='0.4')
-    ax.set_xticks([]); ax.set_yticks([])
-
-def _barh(title: str, labels: list, values: list, xlabel: str, ylabel: str, empty_message: str, share_of: int|None=None):
-    "Horizontal bar chart, largest on top, with counts (and shares) written at the bars."
-    from matplotlib.ticker import MaxNLocator
-    fig, ax = _figure((9, max(2.2, 0.38 * len(labels) + 1.2)))
-    ax.set_title(title); ax.set_xlabel(xlabel); ax.set_ylabel(ylabel)
-    if not len(labels):
-        _no_data(ax, empty_message); return fig
-    y = np.arange(len(labels))
-    ax.barh(y, values, color=[OTHER_COLOR if l == '(other)' else COLOR for l in labels])
-    ax.set_yticks(y, [str(l) for l in labels]); ax.invert_yaxis()
-    ax.grid(axis='y', visible=False)
-    for yi, v in zip(y, values):
-        txt = f' {v:,}' + (f' ({_pct(v / share_of)})' if share_of else '')
-        ax.text(v, yi, txt, va='center', fontsize=9)
-    ax.set_xlim(0, max(values) * 1.22 if max(values) > 0 else 1)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return fig
-
 # %% ../nbs/05_eda.ipynb #13a834b6
 def plot_length_hist(profile: CorpusProfile, bins: int=50):
     "Histogram of document length in characters (log scale), with the median marked."
-    fig, ax = _figure()
+    fig, ax = figure()
     ax.set_title('Document length'); ax.set_xlabel('characters per document (log scale)'); ax.set_ylabel('documents')
     n = profile.docs['n_chars'].to_numpy() if profile.n_docs else np.array([])
     n = n[n > 0]
-    if not len(n): _no_data(ax, 'no non-empty documents'); return fig
+    if not len(n): no_data(ax, 'no non-empty documents'); return fig
     lo, hi = np.log10(n.min()), np.log10(n.max())
     edges = np.logspace(lo - 0.02, max(hi, lo + 1) + 0.02, bins)
     ax.hist(n, bins=edges, color=COLOR)
-    ax.set_xscale('log'); _plain_log_ticks(ax.xaxis, n.min(), n.max())
-    _mark(ax, np.median(n), f'median {np.median(n):,.0f}')
+    ax.set_xscale('log'); plain_log_ticks(ax.xaxis, n.min(), n.max())
+    mark_line(ax, np.median(n), f'median {np.median(n):,.0f}')
     return fig
 
 def plot_token_hist(profile: CorpusProfile, bins: int=50, percentiles=(50, 90, 99)):
     "Histogram of tokens per document with percentile lines."
-    fig, ax = _figure()
+    fig, ax = figure()
     how = 'approx.: words + CJK characters' if profile.token_method == 'approx' else profile.token_method
     ax.set_title('Tokens per document'); ax.set_xlabel(f'tokens per document ({how})'); ax.set_ylabel('documents')
     n = profile.docs['n_tokens'].to_numpy() if profile.n_docs else np.array([])
-    if not len(n) or n.max() == 0: _no_data(ax, 'no tokens'); return fig
+    if not len(n) or n.max() == 0: no_data(ax, 'no tokens'); return fig
     log = n.max() / max(np.percentile(n, 50), 1) > 10   # long tail: log scale keeps the bulk visible
     if log: edges = np.logspace(np.log10(max(n.min(), 1)) - 0.02, np.log10(n.max() + 1) + 0.02, bins)
     elif n.max() <= 2 * bins: edges = np.arange(n.min(), n.max() + 2) - 0.5   # one bar per token count
     else: edges = np.linspace(n.min(), n.max() + 1, bins)
     ax.hist(np.maximum(n, 1) if log else n, bins=edges, color=COLOR)
     if log:
-        ax.set_xscale('log'); _plain_log_ticks(ax.xaxis, max(n.min(), 1), n.max())
+        ax.set_xscale('log'); plain_log_ticks(ax.xaxis, max(n.min(), 1), n.max())
         ax.set_xlabel(f'tokens per document ({how}; log scale)')
     for i, p in enumerate(percentiles):
         v = np.percentile(n, p)
-        _mark(ax, v, f'p{p} = {v:,.0f}', y_frac=0.95 - 0.09 * i, alpha=0.9 - 0.2 * i)
+        mark_line(ax, v, f'p{p} = {v:,.0f}', y_frac=0.95 - 0.09 * i, alpha=0.9 - 0.2 * i)
     return fig
 
 # %% ../nbs/05_eda.ipynb #d8f121b0
@@ -685,7 +580,7 @@ def plot_languages(profile: CorpusProfile, top: int=15):
     "Bar chart of the `top` detected languages."
     lg = profile.languages(top) if profile.n_docs else pd.DataFrame(columns=['lang', 'name', 'documents'])
     labels = [f'{n} ({l})' if n != l else l for l, n in zip(lg['lang'], lg['name'])]
-    return _barh(f'Language mix (top {top}, py3langid)' if len(lg) >= top else 'Language mix (py3langid)',
+    return barh(f'Language mix (top {top}, py3langid)' if len(lg) >= top else 'Language mix (py3langid)',
                  labels, lg['documents'].tolist(), 'documents', 'language', 'no documents', profile.n_docs or None)
 
 def plot_sources(profile: CorpusProfile, by: str|None=None, top: int=15):
@@ -695,24 +590,24 @@ def plot_sources(profile: CorpusProfile, by: str|None=None, top: int=15):
         by = next((b for b in ('source_type', 'domain') if profile.n_docs and profile.docs[b].notna().any()), 'source_file')
     s = profile.sources(by, top)
     labels = [Path(v).name if by == 'source_file' else v for v in s[by]]
-    return _barh(f'Documents per {names[by]}', labels, s['documents'].tolist(), 'documents', names[by],
+    return barh(f'Documents per {names[by]}', labels, s['documents'].tolist(), 'documents', names[by],
                  f'no {names[by]} information', profile.n_docs or None)
 
 def plot_labels(profile: CorpusProfile, top: int=30):
     "Bar chart of documents per label value."
     lb = profile.label_balance().head(top)
     title = f'Label balance: {profile.label_field}' if profile.label_field else 'Label balance'
-    return _barh(title, lb['label'].tolist(), lb['documents'].tolist(), 'documents', 'label', 'no labels found',
+    return barh(title, lb['label'].tolist(), lb['documents'].tolist(), 'documents', 'label', 'no labels found',
                  int(profile.label_counts.sum()) or None)
 
 def plot_missing_fields(profile: CorpusProfile, top: int=25):
     "Stacked bars: share of documents where each field is missing or empty."
-    fig, ax = _figure((9, 2.2))
+    fig, ax = figure((9, 2.2))
     f = profile.missing_fields()
     f = f[(f['missing'] + f['empty']) > 0].head(top)
     fig.set_size_inches(9, max(2.2, 0.38 * len(f) + 1.2))
     ax.set_title('Missing and empty fields'); ax.set_xlabel('share of documents (%)'); ax.set_ylabel('field')
-    if f.empty: _no_data(ax, 'no missing or empty fields'); return fig
+    if f.empty: no_data(ax, 'no missing or empty fields'); return fig
     y = np.arange(len(f))
     labels = [f'{r.field} ({r.kind})' if r.kind == 'record' else r.field for r in f.itertuples()]
     ax.barh(y, 100 * f['missing %'], color=COLOR, label='missing (null or absent)' if f['missing'].any() else None)
@@ -724,18 +619,18 @@ def plot_missing_fields(profile: CorpusProfile, top: int=25):
 def plot_quarantine_reasons(profile: CorpusProfile):
     "Bar chart of quarantined inputs per reason."
     q = profile.quarantine_reasons()
-    return _barh('Quarantined inputs by reason', q['reason'].tolist(), q['count'].tolist(), 'quarantined inputs', 'reason',
+    return barh('Quarantined inputs by reason', q['reason'].tolist(), q['count'].tolist(), 'quarantined inputs', 'reason',
                  'nothing quarantined', profile.n_quarantined or None)
 
 # %% ../nbs/05_eda.ipynb #bec97e60
 def plot_time(profile: CorpusProfile, freq: str|None=None):
     "Bar chart of documents per day, week or month (`freq`; default from the time span)."
     import matplotlib.dates as mdates
-    fig, ax = _figure()
+    fig, ax = figure()
     counts = profile.time_counts(freq)
     period = counts.index.name or 'period'
     ax.set_title(f'Documents over time (per {period}, UTC)'); ax.set_xlabel(f'{period} (UTC)'); ax.set_ylabel(f'documents per {period}')
-    if counts.empty: _no_data(ax, 'no timestamps'); return fig
+    if counts.empty: no_data(ax, 'no timestamps'); return fig
     width = {'day': 0.8, 'week': 5.6, 'month': 24, 'year': 300}.get(period, 0.8)
     ax.bar(counts.index, counts.to_numpy(), width=width, align='edge', color=COLOR)
     loc = mdates.AutoDateLocator()

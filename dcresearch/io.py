@@ -17,14 +17,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .core import RAW_PREVIEW_CHARS, RECORD_SCHEMA, QuarantineRow, Step, StepResult, get_logger
-from .core import make_records, quarantine_table, split_by_mask, stable_id
+from .core import get_logger, make_records, quarantine_table, QuarantineRow, RAW_PREVIEW_CHARS, RECORD_SCHEMA, split_by_mask, stable_id, Step, StepResult
 
 # %% auto #0
 __all__ = ['SUPPORTED_FORMATS', 'COMPRESSIONS', 'FORMAT_BY_EXTENSION', 'MAGIC', 'READER_VERSION', 'MAX_JSON_DEPTH',
            'HTML_CONTENT_TYPES', 'detect_format', 'resolve_inputs', 'BadFile', 'sniff_encoding', 'ReadBatch',
-           'RecordReader', 'read_records', 'HtmlToText', 'ingest_steps', 'write_jsonl', 'write_parquet', 'split_source',
-           'quarantine_locator', 'input_ids', 'write_json_lines', 'column_list']
+           'RecordReader', 'read_records', 'split_locator', 'HtmlToText', 'ingest_steps', 'write_jsonl',
+           'write_parquet', 'split_source', 'quarantine_locator', 'input_ids', 'write_json_lines', 'column_list',
+           'ReadOptions']
 
 # %% ../nbs/01_io.ipynb #e2f0f1ae
 SUPPORTED_FORMATS = ('jsonl', 'json', 'csv', 'tsv', 'parquet', 'txt', 'warc')
@@ -336,7 +336,7 @@ class RecordReader:
                 try: good.append(_records_table([r]))
                 except Exception as e:  # in practice: lone surrogates that Arrow cannot store as UTF-8
                     reason = self._bad_encoding if isinstance(e, UnicodeError) or 'utf' in str(e).lower() else 'io:invalid_record'
-                    file, where = _split_locator(r[1])
+                    file, where, _ = split_locator(r[1])
                     bad.append(QuarantineRow('io', reason, file, where, f'{type(e).__name__}: {e}', _preview(r[0])))
             records = pa.concat_tables(good) if good else RECORD_SCHEMA.empty_table()
         return ReadBatch(records, quarantine_table(bad))
@@ -376,12 +376,13 @@ def _records_table(rows: list[tuple]) -> pa.Table:
                         labels=list(labels) if has(labels) else None, timestamps=list(times) if has(times) else None,
                         metas=list(metas) if has(metas) else None)
 
-def _split_locator(source: str) -> tuple[str, int|None]:
-    "`a.warc.gz#3` -> ('a.warc.gz', 3); `a.jsonl:7` -> ('a.jsonl', 7)."
+def split_locator(source: str, # a locator: `path:line` (1-based) or `path#index`
+                 ) -> tuple[str, int|None, str|None]:
+    "`a.warc.gz#3` -> ('a.warc.gz', 3, '#'); `a.jsonl:7` -> ('a.jsonl', 7, ':'); no number -> (source, None, None)."
     for sep in ('#', ':'):
         head, _, tail = (source or '').rpartition(sep)
-        if head and tail.isdigit(): return head, int(tail)
-    return source, None
+        if head and tail.isdigit(): return head, int(tail), sep
+    return source, None, None
 
 def _file_stamp(path: str) -> dict:
     "Size and modification time (or the fsspec equivalents) of `path`."
@@ -756,7 +757,7 @@ class HtmlToText(Step):
             try: text = trafilatura.extract(html, **options) if html else None
             except Exception as e:
                 failed[i] = True
-                file, where = _split_locator(source)
+                file, where, _ = split_locator(source)
                 quarantined.append(QuarantineRow(self.stage, 'extract:failed', file, where, f'{type(e).__name__}: {e}', html))
                 continue
             if not text or text.isspace(): keep[i], reasons[i], details[i] = False, 'extract:no_text', 'trafilatura found no main text'
@@ -806,12 +807,9 @@ def write_parquet(tables: Iterable[pa.Table], # tables with one schema (the firs
 # %% ../nbs/01_io.ipynb #b70c7d12
 def split_source(source: str,  # a record's locator: `path:line` (1-based) or `path#index`
                 ) -> tuple[str, int|None]:
-    "`a.jsonl:17` -> ('a.jsonl', 16) (0-based line); `a.json#3` -> ('a.json', 3)."
-    if '#' in source:
-        f, _, i = source.rpartition('#')
-        if i.isdigit(): return f, int(i)
-    f, _, l = source.rpartition(':')
-    return (f, int(l) - 1) if l.isdigit() else (source, None)
+    "`a.jsonl:17` -> ('a.jsonl', 16) (0-based line); `a.json#3` -> ('a.json', 3): `split_locator`, lines counted from 0."
+    f, n, sep = split_locator(source)
+    return f, n - 1 if sep == ':' else n
 
 def quarantine_locator(source: str,  # a quarantine row's `source` (the file)
                        line: int|None,  # its `line`: 1-based line, or record index for non-line formats
@@ -850,3 +848,17 @@ def column_list(names: str|list[str]|None,  # column names: a list, a comma-sepa
     if not names: return None
     if isinstance(names, str): names = [names]
     return [c.strip() for n in names for c in str(n).split(',') if c.strip()] or None
+
+# %% ../nbs/01_io.ipynb #9330c40d
+@dataclass
+class ReadOptions:
+    "Which fields hold the text and the label, and the layout of header-less CSV/TSV files."
+    text_field: str='text' # field or column holding the text
+    label_field: str='label' # field or column holding the class label
+    no_header: bool=False # CSV/TSV files have no header row (give --column-names)
+    column_names: list[str]=None # column names for header-less CSV/TSV, space- or comma-separated (SST-2: label sentence)
+
+    def reader_kwargs(self) -> dict:
+        "The options as `RecordReader` / `read_rows` keyword arguments."
+        return dict(text_field=self.text_field, label_field=self.label_field, csv_header=not self.no_header,
+                    column_names=column_list(self.column_names))

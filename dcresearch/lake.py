@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from .core import fault_point, get_logger
+from .core import fault_point, get_logger, write_atomic
 
 # %% auto #0
 __all__ = ['STAGE_TABLES', 'RUN_MANIFEST', 'LOCK_FILE', 'committed_version', 'write_delta', 'delta_dataset', 'read_delta',
@@ -181,10 +181,7 @@ def write_run_manifest(stage_dir: str|Path,  # the stage directory
                        manifest: dict,  # its run.json: at least `tables`, the table versions readers should see
                       ) -> Path:
     "Write a stage's `run.json` atomically (a temporary file renamed over it): readers see the old one or the new one."
-    p = Path(stage_dir)/RUN_MANIFEST
-    tmp = p.with_name(f'.{RUN_MANIFEST}.{os.getpid()}')
-    tmp.write_text(json.dumps(manifest, indent=2, default=str)); os.replace(tmp, p)
-    return p
+    return write_atomic(Path(stage_dir)/RUN_MANIFEST, json.dumps(manifest, indent=2, default=str))
 
 def stage_tables(stage_dir: str|Path) -> dict[str, Path]:
     "The Delta tables in `stage_dir` by name (`records`, `rejected`, `quarantine`, `ledger`)."

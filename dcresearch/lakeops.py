@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
-from .core import get_logger
+from .core import file_sha256, get_logger, write_atomic
 from .lake import delta_dataset, delta_version, is_delta_table, read_run_manifest, write_run_manifest
 
 # %% auto #0
@@ -153,12 +153,6 @@ def _list_files(fs, root: str) -> list[str]:
     if not fs.exists(root): return []
     return sorted(r for r in (posixpath.relpath(p, root) for p in fs.find(root)) if r != MANIFEST)
 
-def _sha256(fs, path: str) -> str:
-    h = hashlib.sha256()
-    with fs.open(path, 'rb') as f:
-        while chunk := f.read(_CHUNK): h.update(chunk)
-    return h.hexdigest()
-
 def _copy(src_fs, src: str, dst_fs, dst: str) -> dict:
     "Stream one file from `src` to `dst`; return its size and SHA-256."
     h, n = hashlib.sha256(), 0
@@ -211,7 +205,7 @@ def verify_backup(location: str|Path,  # the files to check: a backup, or a live
     for rel, want in man['files'].items():
         p = posixpath.join(root, rel)
         if rel not in present: rep.missing.append(rel)
-        elif fs.size(p) != want['size'] or _sha256(fs, p) != want['sha256']: rep.changed.append(rel)
+        elif fs.size(p) != want['size'] or file_sha256(p, fs) != want['sha256']: rep.changed.append(rel)
     rep.extra = sorted(present - set(man['files']))
     return rep
 
@@ -417,15 +411,15 @@ def _selector_record(ids, value, key: bytes|None) -> dict:
     "The selector as it is logged: HMACs under the lake key (never the raw value or ids, nor a plain hash of them)."
     kind = 'ids' if ids is not None else 'value'
     if key is None: return dict(kind=kind, n=len(ids) if ids else 1, hmac=None, note='no lake key set: no fingerprint kept')
-    from dcresearch.secure import _subkey
-    k = _subkey(key, b'erasure log')
+    from dcresearch.privacy.crypto import derive_key
+    k = derive_key(key, b'erasure log')
     mac = lambda s: hmac.new(k, s.encode('utf-8'), hashlib.sha256).hexdigest()
     if ids is not None: return dict(kind='ids', n=len(ids), hmac=[mac(i) for i in ids])
     return dict(kind='value', value_kind=value_kind(value), hmac=mac(value.strip().lower() if _ignore_case(value) else value))
 
 def _encrypted_datasets(target: Path) -> dict[str, Path]:
     "The encrypted datasets at or under `target`, by relative name."
-    from dcresearch.secure import MANIFEST_FILE, is_encrypted_dataset
+    from dcresearch.privacy.crypto import MANIFEST_FILE, is_encrypted_dataset
     if is_encrypted_dataset(target): return {'.': target}
     return {p.parent.relative_to(target).as_posix(): p.parent for p in sorted(target.rglob(MANIFEST_FILE))}
 
@@ -442,7 +436,7 @@ def _targets(target: str|Path) -> tuple[dict[str, Path], dict[str, Path]]:
 
 def _count_encrypted(path: Path, key: bytes, ids, value) -> tuple[int, list[str]]:
     "Matching rows in an encrypted dataset (decrypted in memory, shard by shard) and a few of their ids."
-    from dcresearch.secure import read_encrypted
+    from dcresearch.privacy.crypto import read_encrypted
     examples = []
     return _count_matches((b for t in read_encrypted(path, key) for b in t.to_batches()), ids, value, examples), examples
 
@@ -453,7 +447,7 @@ def erasure_plan(target: str|Path,  # a Delta table, stage directory, encrypted 
     "Which rows of which tables (and encrypted datasets) an erasure of `ids` or `value` would delete (reads only)."
     ids, value = _selector(ids, value)
     tables, enc = _targets(target)
-    from dcresearch.secure import lake_key
+    from dcresearch.privacy.access import lake_key
     key = lake_key()
     plan = ErasurePlan(str(target), _selector_record(ids, value, key), {}, {})
     for name, uri in tables.items():
@@ -510,8 +504,7 @@ def _drop_lines(path: Path, needles: list[str], ignore_case: bool=False) -> int:
     low = [fold(n) for n in needles]
     keep = [l for l in lines if not any(n in fold(l) for n in low)]
     if len(keep) != len(lines):
-        tmp = path.with_name(path.name + '.erasing')
-        tmp.write_text(''.join(keep), encoding='utf-8'); os.replace(tmp, path)
+        write_atomic(path, ''.join(keep))
     return len(lines) - len(keep)
 
 def read_erasure_log(target: str|Path,  # the directory an erasure was run on
@@ -545,7 +538,7 @@ def _rewrite_without(uri: Path, rels: list[str], ids: list[str]|None, value: str
 
 def _rewrite_encrypted(path: Path, key: bytes, ids: list[str]|None, value: str|None) -> int:
     "Write the encrypted dataset at `path` again without the selected rows (new shards, new manifest); return rows deleted."
-    from dcresearch.secure import manifest_schema, read_encrypted, read_manifest, write_encrypted
+    from dcresearch.privacy.crypto import manifest_schema, read_encrypted, read_manifest, write_encrypted
     deleted = [0]
     def _kept():
         for t in read_encrypted(path, key):
@@ -574,7 +567,7 @@ def erase(target: str|Path,  # a local Delta table, stage directory, encrypted d
     if plan.unscanned:
         raise LakeOpsError(f'cannot erase: the encrypted dataset(s) {", ".join(plan.unscanned)} can only be searched with the '
                            'lake key; set DCR_KEY_FILE (or DCR_KEY) and run the erasure again (nothing was changed)')
-    from dcresearch.secure import lake_key
+    from dcresearch.privacy.access import lake_key
     key = lake_key()
     deleted, history_from = {}, {}
     for name, uri in tables.items():

@@ -13,10 +13,11 @@ from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .core import (Step, StepResult, QUARANTINE_SCHEMA, RECORD_SCHEMA, REJECT_COLUMNS,
-                             fault_point, get_logger, quarantine_table)
+                             fault_point, get_logger, quarantine_table, write_atomic)
 from .lake import (commit_parquet_files, read_delta_table, read_run_manifest, release_inherited_locks,
                    stage_lock, stage_tables, stage_version, write_delta, write_run_manifest)
 
@@ -44,7 +45,68 @@ class LedgerRow:
 class LedgerError(AssertionError):
     "Raised when records were lost: the ledger's `in = kept + rejected + quarantined` does not hold."
 
-# %% ../nbs/02_pipeline.ipynb #b8a67158
+# %% ../nbs/02_pipeline.ipynb #1e303ed1
+class Ledger:
+    "The counts of one run: per (stage, step, shard) rows, checks and a printable summary."
+    def __init__(self, rows: Iterable[LedgerRow]=(), # the rows so far
+                 run_id: str='', # the run they belong to
+                ):
+        self.rows, self.run_id = list(rows), run_id
+
+    def add(self, rows: Iterable[LedgerRow]): self.rows.extend(rows)
+
+# %% ../nbs/02_pipeline.ipynb #0973df5d
+@patch
+def check(self: Ledger) -> Ledger:
+    "Raise `LedgerError` naming the step and shard where rows went missing; return self if all balance."
+    for r in self.rows:
+        if not r.balanced:
+            raise LedgerError(f'{r.stage}/{r.step} shard {r.shard}: in={r.n_in} but kept+rejected+quarantined='
+                              f'{r.n_kept}+{r.n_rejected}+{r.n_quarantined}; the step lost or invented rows')
+    by_shard = {}
+    for r in sorted(self.rows, key=lambda r: (r.shard, r.step_index)): by_shard.setdefault(r.shard, []).append(r)
+    for shard, rs in by_shard.items():
+        for a, b in zip(rs, rs[1:]):
+            if b.n_in != a.n_kept:
+                raise LedgerError(f'shard {shard}: {b.step} got {b.n_in} rows but {a.step} kept {a.n_kept}')
+    return self
+
+# %% ../nbs/02_pipeline.ipynb #bc443fbf
+@patch
+def totals(self: Ledger) -> list[dict]:
+    "Per-step totals over all shards, in step order."
+    out = {}
+    for r in sorted(self.rows, key=lambda r: r.step_index):
+        t = out.setdefault(r.step_index, dict(stage=r.stage, step=r.step, n_in=0, n_kept=0, n_rejected=0,
+                                              n_quarantined=0, reasons=Counter(), quarantine_reasons=Counter()))
+        for k in ('n_in', 'n_kept', 'n_rejected', 'n_quarantined'): t[k] += getattr(r, k)
+        t['reasons'].update(r.reasons); t['quarantine_reasons'].update(r.quarantine_reasons)
+    return [dict(t, reasons=dict(t['reasons']), quarantine_reasons=dict(t['quarantine_reasons'])) for t in out.values()]
+
+@patch
+def summary(self: Ledger) -> dict:
+    "Whole-run counts: documents in (first step), kept (last step), rejected and quarantined (all steps)."
+    ts = self.totals()
+    if not ts: return dict(n_in=0, n_kept=0, n_rejected=0, n_quarantined=0)
+    return dict(n_in=ts[0]['n_in'], n_kept=ts[-1]['n_kept'], n_rejected=sum(t['n_rejected'] for t in ts),
+                n_quarantined=sum(t['n_quarantined'] for t in ts))
+
+# %% ../nbs/02_pipeline.ipynb #5b203282
+@patch
+def table(self: Ledger) -> pa.Table:
+    "The ledger rows as an Arrow table (`LEDGER_SCHEMA`)."
+    return pa.Table.from_pylist([dict(asdict(r), run_id=self.run_id, reasons=json.dumps(r.reasons),
+                                      quarantine_reasons=json.dumps(r.quarantine_reasons)) for r in self.rows],
+                                schema=LEDGER_SCHEMA)
+
+@patch(cls_method=True)
+def from_table(cls: Ledger, table: pa.Table) -> Ledger:
+    "Rebuild a ledger from its Arrow table (as stored in a stage directory)."
+    rows = [LedgerRow(**{k: (json.loads(v) if k in ('reasons', 'quarantine_reasons') else v)
+                         for k, v in d.items() if k != 'run_id'}) for d in table.to_pylist()]
+    return cls(rows, run_id=table['run_id'][0].as_py() if table.num_rows else '')
+
+# %% ../nbs/02_pipeline.ipynb #479506e2
 def _reason_counts(table: pa.Table|None) -> dict:
     if table is None or table.num_rows == 0: return {}
     return dict(sorted(Counter(table['reason'].to_pylist()).items()))
@@ -54,69 +116,19 @@ def _fmt_reasons(d: dict, top: int=4) -> str:
     s = ', '.join(f'{k}={v}' for k, v in items[:top])
     return s + (f', +{len(items)-top} more' if len(items) > top else '')
 
-class Ledger:
-    "The counts of one run: per (stage, step, shard) rows, checks and a printable summary."
-    def __init__(self, rows: Iterable[LedgerRow]=(), run_id: str=''):
-        self.rows, self.run_id = list(rows), run_id
-
-    def add(self, rows: Iterable[LedgerRow]): self.rows.extend(rows)
-
-    def check(self) -> 'Ledger':
-        "Raise `LedgerError` naming the step and shard where rows went missing; return self if all balance."
-        for r in self.rows:
-            if not r.balanced:
-                raise LedgerError(f'{r.stage}/{r.step} shard {r.shard}: in={r.n_in} but kept+rejected+quarantined='
-                                  f'{r.n_kept}+{r.n_rejected}+{r.n_quarantined}; the step lost or invented rows')
-        by_shard = {}
-        for r in sorted(self.rows, key=lambda r: (r.shard, r.step_index)): by_shard.setdefault(r.shard, []).append(r)
-        for shard, rs in by_shard.items():
-            for a, b in zip(rs, rs[1:]):
-                if b.n_in != a.n_kept:
-                    raise LedgerError(f'shard {shard}: {b.step} got {b.n_in} rows but {a.step} kept {a.n_kept}')
-        return self
-
-    def totals(self) -> list[dict]:
-        "Per-step totals over all shards, in step order."
-        out = {}
-        for r in sorted(self.rows, key=lambda r: r.step_index):
-            t = out.setdefault(r.step_index, dict(stage=r.stage, step=r.step, n_in=0, n_kept=0, n_rejected=0,
-                                                  n_quarantined=0, reasons=Counter(), quarantine_reasons=Counter()))
-            for k in ('n_in', 'n_kept', 'n_rejected', 'n_quarantined'): t[k] += getattr(r, k)
-            t['reasons'].update(r.reasons); t['quarantine_reasons'].update(r.quarantine_reasons)
-        return [dict(t, reasons=dict(t['reasons']), quarantine_reasons=dict(t['quarantine_reasons'])) for t in out.values()]
-
-    def summary(self) -> dict:
-        "Whole-run counts: documents in (first step), kept (last step), rejected and quarantined (all steps)."
-        ts = self.totals()
-        if not ts: return dict(n_in=0, n_kept=0, n_rejected=0, n_quarantined=0)
-        return dict(n_in=ts[0]['n_in'], n_kept=ts[-1]['n_kept'], n_rejected=sum(t['n_rejected'] for t in ts),
-                    n_quarantined=sum(t['n_quarantined'] for t in ts))
-
-    def table(self) -> pa.Table:
-        "The ledger rows as an Arrow table (`LEDGER_SCHEMA`)."
-        return pa.Table.from_pylist([dict(asdict(r), run_id=self.run_id, reasons=json.dumps(r.reasons),
-                                          quarantine_reasons=json.dumps(r.quarantine_reasons)) for r in self.rows],
-                                    schema=LEDGER_SCHEMA)
-
-    @classmethod
-    def from_table(cls, table: pa.Table) -> 'Ledger':
-        "Rebuild a ledger from its Arrow table (as stored in a stage directory)."
-        rows = [LedgerRow(**{k: (json.loads(v) if k in ('reasons', 'quarantine_reasons') else v)
-                             for k, v in d.items() if k != 'run_id'}) for d in table.to_pylist()]
-        return cls(rows, run_id=table['run_id'][0].as_py() if table.num_rows else '')
-
-    def __str__(self):
-        head = f"{'stage':<10} {'step':<22} {'in':>9} {'kept':>9} {'rejected':>9} {'quarantined':>11}  reasons"
-        lines = [head, '-'*len(head)]
-        for t in self.totals():
-            why = _fmt_reasons({**t['reasons'], **t['quarantine_reasons']})
-            lines.append(f"{t['stage']:<10} {t['step']:<22} {t['n_in']:>9,} {t['n_kept']:>9,} {t['n_rejected']:>9,} {t['n_quarantined']:>11,}  {why}")
-        s = self.summary()
-        ok = s['n_in'] == s['n_kept'] + s['n_rejected'] + s['n_quarantined']
-        lines += ['-'*len(head), f"{'total':<10} {'':<22} {s['n_in']:>9,} {s['n_kept']:>9,} {s['n_rejected']:>9,} {s['n_quarantined']:>11,}  "
-                  + ('in = kept + rejected + quarantined: ok' if ok else 'IN != KEPT + REJECTED + QUARANTINED')]
-        return '\n'.join(lines)
-    __repr__ = __str__
+@patch
+def __str__(self: Ledger):
+    head = f"{'stage':<10} {'step':<22} {'in':>9} {'kept':>9} {'rejected':>9} {'quarantined':>11}  reasons"
+    lines = [head, '-'*len(head)]
+    for t in self.totals():
+        why = _fmt_reasons({**t['reasons'], **t['quarantine_reasons']})
+        lines.append(f"{t['stage']:<10} {t['step']:<22} {t['n_in']:>9,} {t['n_kept']:>9,} {t['n_rejected']:>9,} {t['n_quarantined']:>11,}  {why}")
+    s = self.summary()
+    ok = s['n_in'] == s['n_kept'] + s['n_rejected'] + s['n_quarantined']
+    lines += ['-'*len(head), f"{'total':<10} {'':<22} {s['n_in']:>9,} {s['n_kept']:>9,} {s['n_rejected']:>9,} {s['n_quarantined']:>11,}  "
+              + ('in = kept + rejected + quarantined: ok' if ok else 'IN != KEPT + REJECTED + QUARANTINED')]
+    return '\n'.join(lines)
+Ledger.__repr__ = Ledger.__str__
 
 # %% ../nbs/02_pipeline.ipynb #6fdb0b5c
 class StepContractError(RuntimeError):
@@ -182,10 +194,6 @@ def iter_shards(source, shard_size: int) -> Iterator[tuple[int, pa.Table, pa.Tab
     # the steps run on an empty shard too, so an empty input still gets their output columns and a ledger
     if n or k == 0: yield _emit()
 
-def _write_atomic(path: Path, text: str):
-    tmp = path.with_suffix(f'.tmp{os.getpid()}')
-    tmp.write_text(text); os.replace(tmp, path)
-
 def process_shard(shard: int, records: pa.Table, quarantined: pa.Table|None, steps: list[Step],
                   work_dir: str, stage: str='io', batch_rows: int|None=None) -> list[LedgerRow]:
     "Run `steps` on one shard, write its Parquet outputs, then its completion marker; return its ledger rows."
@@ -195,10 +203,10 @@ def process_shard(shard: int, records: pa.Table, quarantined: pa.Table|None, ste
     pq.write_table(kept, d/'records.parquet')
     if rejected is not None: pq.write_table(rejected, d/'rejected.parquet')
     if quar is not None: pq.write_table(quar, d/'quarantine.parquet')
-    _write_atomic(Path(work_dir)/'done'/f'{shard:06d}.json', json.dumps([asdict(r) for r in rows]))
+    write_atomic(Path(work_dir)/'done'/f'{shard:06d}.json', json.dumps([asdict(r) for r in rows]))
     return rows
 
-# %% ../nbs/02_pipeline.ipynb #181892fb
+# %% ../nbs/02_pipeline.ipynb #fdeca68a
 @dataclass
 class RunResult:
     "What a run produced: where, its ledger, the Delta table versions and timing."
@@ -208,17 +216,15 @@ class RunResult:
         return (f'{self.out}: {self.n_shards} shards ({self.resumed_shards} resumed) in {self.seconds:.1f}s, '
                 f'tables {self.versions}\n{self.ledger}')
 
+# %% ../nbs/02_pipeline.ipynb #fea5ff70
 def _fingerprint(source, steps, shard_size) -> str:
     fp = source.fingerprint() if hasattr(source, 'fingerprint') else repr(source)
     return hashlib.sha256(json.dumps([fp, [repr(s) for s in steps], shard_size], default=str).encode()).hexdigest()[:16]
 
-def _shard_files(work: Path, name: str) -> list[Path]:
-    return sorted((work/'shards').glob(f'*/{name}.parquet'))
-
 def _run_id(work: Path) -> str:
     "The id of the run that owns `work`, made once: a resumed run keeps it, so its commits are recognised."
     p = work/'run_id'
-    if not p.is_file(): _write_atomic(p, uuid.uuid4().hex[:12])
+    if not p.is_file(): write_atomic(p, uuid.uuid4().hex[:12])
     return p.read_text().strip()
 
 def _discard(work: Path):
@@ -227,6 +233,7 @@ def _discard(work: Path):
     os.replace(work, gone)
     shutil.rmtree(gone, ignore_errors=True)
 
+# %% ../nbs/02_pipeline.ipynb #d8c0c047
 def _worker_init(parent: int):
     "Pool worker set-up: die with the runner, and let go of the stage lock inherited by fork."
     release_inherited_locks()
@@ -240,7 +247,7 @@ def _worker_init(parent: int):
         threading.Thread(target=_watch, daemon=True).start()
     if os.getppid() != parent: os._exit(1)  # the runner died before the kernel was told
 
-# %% ../nbs/02_pipeline.ipynb #a517654a
+# %% ../nbs/02_pipeline.ipynb #03a1fb94
 class Pipeline:
     "A list of steps run over sharded input by a local process pool, resumable, with a checked ledger."
     def __init__(self, steps: list[Step]|None=None,  # steps to apply in order (none: just ingest)
@@ -256,80 +263,102 @@ class Pipeline:
         self.steps, self.stage, self.workers, self.shard_size, self.batch_rows = list(steps or []), stage, workers, shard_size, batch_rows
         self.seed, self.resume, self.mode, self.progress = seed, resume, mode, progress
 
-    def run(self, source,  # a RecordReader (yields ReadBatch) or an iterable of record tables
-            out: str|Path,  # stage directory to write
-            extra_tables: dict[str, pa.Table]|None=None,  # more tables to commit with the stage (name -> rows)
-            extra_manifest: dict|None=None,  # more entries for run.json
-           ) -> RunResult:
-        "Run the steps over `source` into the stage directory `out`; resume if a matching partial run is there."
-        with stage_lock(out):
-            return self._run(source, Path(out), extra_tables or {}, extra_manifest or {})
+# %% ../nbs/02_pipeline.ipynb #c606ec0b
+@patch
+def _open_work(self: Pipeline, work: Path, fp: str) -> set[int]:
+    "Prepare the work directory for fingerprint `fp`: keep a matching partial run (resume), else discard it; return the shards done."
+    log = get_logger('dcresearch.pipeline')
+    for old in work.parent.glob('_work.discarded-*'): shutil.rmtree(old, ignore_errors=True)
+    if work.exists():
+        old = (work/'fingerprint').read_text() if (work/'fingerprint').exists() else None
+        if not self.resume or old != fp:
+            log.warning(f'{work}: discarding a partial run ' + ('(resume=False)' if not self.resume else 'with different inputs or steps'))
+            _discard(work)
+    (work/'done').mkdir(parents=True, exist_ok=True)
+    write_atomic(work/'fingerprint', fp)
+    done = {int(p.stem) for p in (work/'done').glob('*.json')}
+    if done: log.info(f'resuming {work.parent}: {len(done)} shard(s) already done')
+    return done
 
-    def _run(self, source, out: Path, extra_tables: dict, extra_manifest: dict) -> RunResult:
-        log, t0, work = get_logger('dcresearch.pipeline'), time.time(), out/'_work'
-        for old in out.glob('_work.discarded-*'): shutil.rmtree(old, ignore_errors=True)
-        fp = _fingerprint(source, self.steps, self.shard_size)
-        if work.exists():
-            old = (work/'fingerprint').read_text() if (work/'fingerprint').exists() else None
-            if not self.resume or old != fp:
-                log.warning(f'{work}: discarding a partial run ' + ('(resume=False)' if not self.resume else 'with different inputs or steps'))
-                _discard(work)
-        (work/'done').mkdir(parents=True, exist_ok=True)
-        _write_atomic(work/'fingerprint', fp)
-        run_id = _run_id(work)
-        done = {int(p.stem) for p in (work/'done').glob('*.json')}
-        if done: log.info(f'resuming {out}: {len(done)} shard(s) already done')
-        ledger, n_shards = Ledger(run_id=run_id), 0
-        bar = tqdm(desc=f'{self.stage}', unit=' docs', disable=not self.progress)
-        def _finish(rows):
-            ledger.add(rows); bar.update(rows[0].n_in)
-        pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context('fork'), initializer=_worker_init,
-                                   initargs=(os.getpid(),)) if self.workers > 1 else None
-        try:
-            pending: list[Future] = []
-            for k, recs, quar in iter_shards(source, self.shard_size):
-                n_shards += 1
-                if k in done:
-                    _finish([LedgerRow(**d) for d in json.loads((work/'done'/f'{k:06d}.json').read_text())]); continue
-                if pool is None: _finish(process_shard(k, recs, quar, self.steps, str(work), batch_rows=self.batch_rows)); continue
-                pending.append(pool.submit(process_shard, k, recs, quar, self.steps, str(work), batch_rows=self.batch_rows))
-                while len(pending) >= 2*self.workers:
-                    _finish(pending.pop(0).result())
-            for f in pending: _finish(f.result())
-        finally:
-            if pool is not None: pool.shutdown(cancel_futures=True)
-            bar.close()
+# %% ../nbs/02_pipeline.ipynb #7d49c1f1
+@patch
+def _process_shards(self: Pipeline, source, work: Path, done: set[int], ledger: Ledger) -> int:
+    "Process the shards of `source` into `work`, skipping those in `done`; add their rows to `ledger`; return the shard count."
+    bar = tqdm(desc=f'{self.stage}', unit=' docs', disable=not self.progress)
+    def finish(rows):
+        ledger.add(rows); bar.update(rows[0].n_in)
+    pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context('fork'), initializer=_worker_init,
+                               initargs=(os.getpid(),)) if self.workers > 1 else None
+    n_shards, pending = 0, []
+    try:
+        for k, recs, quar in iter_shards(source, self.shard_size):
+            n_shards += 1
+            if k in done: finish([LedgerRow(**d) for d in json.loads((work/'done'/f'{k:06d}.json').read_text())]); continue
+            if pool is None: finish(process_shard(k, recs, quar, self.steps, str(work), batch_rows=self.batch_rows)); continue
+            pending.append(pool.submit(process_shard, k, recs, quar, self.steps, str(work), batch_rows=self.batch_rows))
+            while len(pending) >= 2*self.workers: finish(pending.pop(0).result())
+        for f in pending: finish(f.result())
+    finally:
+        if pool is not None: pool.shutdown(cancel_futures=True)
+        bar.close()
+    return n_shards
+
+# %% ../nbs/02_pipeline.ipynb #3bc9b485
+def _shard_files(work: Path, name: str) -> list[Path]:
+    return sorted((work/'shards').glob(f'*/{name}.parquet'))
+
+@patch
+def _commit(self: Pipeline, out: Path, work: Path, ledger: Ledger, extra_tables: dict) -> dict:
+    "Commit the shards' Parquet files to the stage's Delta tables (linked, not rewritten: one commit each, each once)."
+    rej_schema = pa.schema(list(RECORD_SCHEMA) + [pa.field(c, pa.string()) for c in REJECT_COLUMNS])
+    versions, txn = {}, f'dcr-run-{ledger.run_id}'
+    for name, default in [('records', RECORD_SCHEMA), ('rejected', rej_schema), ('quarantine', QUARANTINE_SCHEMA)]:
+        files = _shard_files(work, name)
+        schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options='permissive') if files else default
+        versions[name] = commit_parquet_files(out/name, files, schema.remove_metadata(), mode=self.mode, txn=txn)
+        fault_point(f'{name} committed')
+    versions['ledger'] = write_delta(out/'ledger', ledger.table(), mode=self.mode, txn=txn)
+    fault_point('ledger committed')
+    for name, table in extra_tables.items():
+        versions[name] = write_delta(out/name, table, schema=table.schema, txn=txn)
+        fault_point(f'{name} committed')
+    return versions
+
+@patch
+def _finish(self: Pipeline, source, out: Path, work: Path, ledger: Ledger, versions: dict, facts: dict):
+    "Write `run.json` (what ran, on what, the table versions and counts, plus `facts`), then remove the work directory."
+    manifest = dict(stage=self.stage, run_id=ledger.run_id, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+                    **{k: facts.pop(k) for k in ('seconds', 'fingerprint', 'n_shards', 'resumed_shards')},
+                    pipeline=dict(workers=self.workers, shard_size=self.shard_size, batch_rows=self.batch_rows, seed=self.seed, mode=self.mode),
+                    source=source.params() if hasattr(source, 'params') else repr(source),
+                    steps=[dict(name=s.name, stage=s.stage, params=s.params()) for s in self.steps],
+                    tables=versions, counts=ledger.summary(), **facts)
+    fault_point('tables committed, run.json not written')
+    write_run_manifest(out, manifest)
+    fault_point('run.json written, work directory still there')
+    _discard(work)
+
+# %% ../nbs/02_pipeline.ipynb #4577761a
+@patch
+def run(self: Pipeline, source,  # a RecordReader (yields ReadBatch) or an iterable of record tables
+        out: str|Path,  # stage directory to write
+        extra_tables: dict[str, pa.Table]|None=None,  # more tables to commit with the stage (name -> rows)
+        extra_manifest: dict|None=None,  # more entries for run.json
+       ) -> RunResult:
+    "Run the steps over `source` into the stage directory `out`; resume if a matching partial run is there."
+    t0, out = time.time(), Path(out)
+    with stage_lock(out):
+        work, fp = out/'_work', _fingerprint(source, self.steps, self.shard_size)
+        done = self._open_work(work, fp)
+        ledger = Ledger(run_id=_run_id(work))
+        n_shards = self._process_shards(source, work, done, ledger)
         ledger.check()
         fault_point('all shards done, nothing committed')
-        versions = self._commit(out, work, ledger, extra_tables)
+        versions = self._commit(out, work, ledger, extra_tables or {})
         seconds = time.time() - t0
-        manifest = dict(stage=self.stage, run_id=ledger.run_id, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'),
-                        seconds=round(seconds, 2), fingerprint=fp, n_shards=n_shards, resumed_shards=len(done),
-                        pipeline=dict(workers=self.workers, shard_size=self.shard_size, batch_rows=self.batch_rows, seed=self.seed, mode=self.mode),
-                        source=source.params() if hasattr(source, 'params') else repr(source),
-                        steps=[dict(name=s.name, stage=s.stage, params=s.params()) for s in self.steps],
-                        tables=versions, counts=ledger.summary(), **extra_manifest)
-        fault_point('tables committed, run.json not written')
-        write_run_manifest(out, manifest)
-        fault_point('run.json written, work directory still there')
-        _discard(work)
-        return RunResult(out, ledger, versions, seconds, len(done), n_shards)
-
-    def _commit(self, out: Path, work: Path, ledger: Ledger, extra_tables: dict) -> dict:
-        "Commit the shards' Parquet files to the stage's Delta tables (linked, not rewritten: one commit each, each once)."
-        rej_schema = pa.schema(list(RECORD_SCHEMA) + [pa.field(c, pa.string()) for c in REJECT_COLUMNS])
-        versions, txn = {}, f'dcr-run-{ledger.run_id}'
-        for name, default in [('records', RECORD_SCHEMA), ('rejected', rej_schema), ('quarantine', QUARANTINE_SCHEMA)]:
-            files = _shard_files(work, name)
-            schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options='permissive') if files else default
-            versions[name] = commit_parquet_files(out/name, files, schema.remove_metadata(), mode=self.mode, txn=txn)
-            fault_point(f'{name} committed')
-        versions['ledger'] = write_delta(out/'ledger', ledger.table(), mode=self.mode, txn=txn)
-        fault_point('ledger committed')
-        for name, table in extra_tables.items():
-            versions[name] = write_delta(out/name, table, schema=table.schema, txn=txn)
-            fault_point(f'{name} committed')
-        return versions
+        self._finish(source, out, work, ledger, versions, dict(fingerprint=fp, seconds=round(seconds, 2), n_shards=n_shards,
+                                                               resumed_shards=len(done), **(extra_manifest or {})))
+    return RunResult(out, ledger, versions, seconds, len(done), n_shards)
 
 # %% ../nbs/02_pipeline.ipynb #e2486d81
 def load_ledger(stage_dir: str|Path, version: int|None=None) -> Ledger:

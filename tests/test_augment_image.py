@@ -1,4 +1,4 @@
-"Tests of dcresearch.augment_image on the real ImageNet sample photos and on corrupt files: determinism, labels, quarantine, the CLI function."
+"Tests of dcresearch.augment.image on the real ImageNet sample photos and on corrupt files: determinism, labels, quarantine, the CLI function."
 import json, shutil, subprocess, sys
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcresearch.augment_image import (ImageAugmenter, ImageError, augment_images, augmentation_grid, image_grid, image_ids,
+from dcresearch.augment.image import (ImageAugmenter, ImageError, augment_images, augmentation_grid, image_grid, image_ids,
                                       image_speed, label_from_name, list_images, read_image, to_uint8)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def test_import_does_not_touch_network():
             'def boom(*a, **k): raise SystemExit("network call attempted")\n'
             'socket.socket.connect = boom; socket.create_connection = boom; socket.getaddrinfo = boom\n'
             'import warnings; warnings.simplefilter("error")\n'
-            'import dcresearch.augment_image\n')
+            'import dcresearch.augment.image\n')
     env = {k: v for k, v in __import__('os').environ.items() if k != 'NO_ALBUMENTATIONS_UPDATE'}
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -1,11 +1,11 @@
-"Tests of dcresearch.augment_mix: mixup on real sentence embeddings and template recombination of the real Alpaca demo data."
+"Tests of dcresearch.augment.mix: mixup on real sentence embeddings and template recombination of the real Alpaca demo data."
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dcresearch.augment_mix import (EN_TEMPLATES, ZH_TEMPLATES, augment_instructions, mixup, mixup_for_sklearn, mixup_pairs,
+from dcresearch.augment.mix import (EN_TEMPLATES, ZH_TEMPLATES, augment_instructions, mixup, mixup_for_sklearn, mixup_pairs,
                                     one_hot, read_instructions, recombine_instructions, soft_to_hard)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,9 +1,9 @@
-"The augmentation report (nbs/pipeline/augmentation.ipynb) runs end to end through `run_report` at a small size."
+"The augmentation report (nbs/reports/augmentation.ipynb) runs end to end through `run_report` at a small size."
 import re
 
 import pytest
 
-from dcresearch.reports import run_report
+from dcresearch.reports.runner import run_report
 
 SECTIONS = ['Examples side by side', 'Counts per operator and what the guards dropped', 'Diversity before and after',
             'Images', 'Instruction recombination', 'Effect on a model', 'Did it help?']

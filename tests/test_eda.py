@@ -125,7 +125,7 @@ def test_default_input_missing(tmp_path, monkeypatch):
 def test_report_notebook(tmp_path):
     "The papermill report runs end to end on the C4 sample and every section says something."
     out = tmp_path/'eda.ipynb'
-    r = subprocess.run([sys.executable, '-m', 'papermill', 'nbs/pipeline/eda.ipynb', str(out), '-k', 'python3',
+    r = subprocess.run([sys.executable, '-m', 'papermill', 'nbs/reports/eda.ipynb', str(out), '-k', 'python3',
                         '-p', 'input', str(C4), '--log-level', 'WARNING'], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     text = out.read_text()

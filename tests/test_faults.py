@@ -106,8 +106,17 @@ def test_outside_killer_then_rerun(corpus, tmp_path, watch):
 def test_two_writers_one_gets_the_lock_the_other_exits_2(corpus, tmp_path):
     d, ref, _ = corpus
     out = tmp_path/'two'
-    procs = [start('ingest', d/'in', '--out', out, *INGEST) for _ in range(2)]
-    t0, ended = time.time(), {}
+    # the first writer is paused while it holds the lock, so the second one always meets it however loaded the machine is
+    procs = [start('ingest', d/'in', '--out', out, *INGEST)]
+    lock, deadline = out/'_dcr_lock', time.time() + 120
+    while time.time() < deadline and procs[0].poll() is None and f'"pid": {procs[0].pid}' not in (lock.read_text() if lock.exists() else ''):
+        time.sleep(0.01)
+    procs[0].send_signal(signal.SIGSTOP)
+    t0 = time.time()
+    procs.append(start('ingest', d/'in', '--out', out, *INGEST))
+    try: procs[1].wait(timeout=60)
+    finally: procs[0].send_signal(signal.SIGCONT)
+    ended = {1: time.time() - t0}
     while len(ended) < 2 and time.time() - t0 < 300:
         for i, p in enumerate(procs):
             if i not in ended and p.poll() is not None: ended[i] = time.time() - t0

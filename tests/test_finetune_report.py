@@ -1,7 +1,7 @@
-"The fine-tuning report (nbs/pipeline/finetune.ipynb) through `run_report`: its own small SST-2 run, a causal-LM run, a bad run_dir."
+"The fine-tuning report (nbs/reports/finetune.ipynb) through `run_report`: its own small SST-2 run, a causal-LM run, a bad run_dir."
 import json, re
 
-from dcresearch.reports import run_report
+from dcresearch.reports.runner import run_report
 
 SECTIONS = ('Configuration', 'Data', 'Loss curves', 'Metrics', 'Confusion matrix', 'Worst errors', 'Model card and data lineage')
 

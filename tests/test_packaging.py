@@ -10,10 +10,11 @@ def test_wheel_ships_report_notebooks_and_runs_outside_checkout(tmp_path):
                    check=True, cwd=tmp_path, capture_output=True)
     wheel = next((tmp_path/'dist').glob('dcresearch-*.whl'))
     names = zipfile.ZipFile(wheel).namelist()
-    assert 'dcresearch/pipeline/eda.ipynb' in names and 'dcresearch/pipeline/default.yaml' in names
+    assert 'dcresearch/reports/notebooks/eda.ipynb' in names and 'dcresearch/reports/notebooks/default.yaml' in names
+    assert 'dcresearch/data/sample_text.json' in names   # `dcr sample` / `dcr pipeline` need it outside the checkout
     subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target', tmp_path/'site', wheel], check=True, capture_output=True)
     env = dict(os.environ, PYTHONPATH=str(tmp_path/'site'))
-    code = ('import dcresearch, dcresearch.reports as r; from dcresearch.cli import default_recipe; '
+    code = ('import dcresearch, dcresearch.reports.runner as r; from dcresearch.cli import default_recipe; '
             'print(dcresearch.__file__); print(r.find_report("eda")); print(default_recipe())')
     out = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.split()
     assert all(p.startswith(str(tmp_path/'site')) for p in out), out

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dcresearch.pii import (PiiDetector, PseudonymVault, Pseudonymiser, RedactPII, chinese_cases, coverage, evaluate,
+from dcresearch.privacy.pii import (PiiDetector, PseudonymVault, Pseudonymiser, RedactPII, chinese_cases, coverage, evaluate,
                             iban_cases, load_presidio_cases, new_key, offline_tld_extractor, pii, redact_text, sample_cases)
 
 
@@ -161,7 +161,7 @@ def test_hmac_pseudonyms_are_deterministic_across_the_corpus(tmp_path, monkeypat
 def test_vault_round_trip_and_wrong_key(tmp_path, monkeypatch):
     monkeypatch.setenv('DCR_PII_KEY', new_key())
     vault_key = new_key()
-    key_file = tmp_path/'keys'/'vault.key'; key_file.parent.mkdir(); key_file.write_text(vault_key)
+    key_file = tmp_path/'keys'/'vault.key'; key_file.parent.mkdir(); key_file.write_text(vault_key); key_file.chmod(0o600)
     monkeypatch.setenv('DCR_PII_VAULT_KEY_FILE', str(key_file))
     src = tmp_path/'in.json'
     texts = ['Mail jenna.marlow@example.com or +44 20 7946 0123', '身份证11010519491231002X', 'nothing']

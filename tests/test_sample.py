@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dcresearch.sample import (BROKEN_KINDS, PII_TYPES, SAMPLE_FIELDS, broken_lines, cn_id_valid, generate_documents,
-                               luhn_valid, write_sample)
+from dcresearch.privacy.checksums import cn_id_valid, luhn_valid
+from dcresearch.sample import BROKEN_KINDS, PII_TYPES, SAMPLE_FIELDS, broken_lines, generate_documents, write_sample
 
 N_DOCS, N_BROKEN = 600, 6
 

@@ -1,4 +1,4 @@
-"Tests of dcresearch.secure on whole flows: encrypted stages, tampering, access control and audit, DP noise on real data."
+"Tests of dcresearch.privacy on whole flows: encrypted stages, tampering, access control and audit, DP noise on real data."
 import base64, json, multiprocessing as mp, os, shutil
 from pathlib import Path
 
@@ -6,7 +6,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dcresearch import secure as S
+from types import SimpleNamespace
+
+from dcresearch.privacy import access, crypto, dp, keys
+
+S = SimpleNamespace(**{k: v for m in (keys, crypto, access, dp) for k, v in vars(m).items() if not k.startswith('__')})  # the privacy package, flat
 from dcresearch.io import RecordReader
 from dcresearch.lake import delta_dataset
 from dcresearch.pipeline import Pipeline
