@@ -207,7 +207,7 @@ class CorpusProfile:
 
     def __repr__(self): return f'CorpusProfile({self.headline()})'
 
-# %% ../nbs/05_eda.ipynb #6e0608be
+# %% ../nbs/05_eda.ipynb #7dc2625e
 MAX_LABEL_CLASSES = 200   # a field with more distinct values is not taken for a label automatically
 PREVIEW_CHARS = 120
 
@@ -222,6 +222,7 @@ def _short_source(source: str|None) -> str|None:
 def _is_empty(v) -> bool:
     return v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, (list, dict)) and not v)
 
+# %% ../nbs/05_eda.ipynb #fa6ac4fc
 class _ProfileBuilder:
     "Accumulates per-batch features and counts; `finish` turns them into a `CorpusProfile`."
     def __init__(self, label_field, time_field, languages, token_counter, n_examples=3):
@@ -243,154 +244,167 @@ class _ProfileBuilder:
     def _time_candidate(self, key):
         return key == self.time_field or (self.time_field is None and name_rank(key, TIME_WORDS) is not None)
 
-    def add(self, table: pa.Table):
-        n = table.num_rows
-        if n == 0: return
-        metas = _parse_meta(table['meta'] if 'meta' in table.column_names else None, n)
-        feats = document_features(table, self.languages, self.token_counter, metas)
-        self.features.append(feats)
-        keys = set().union(*metas)   # the meta fields of this table
-        self._count_fields(table, metas)
-        self._count_labels(table, metas, sorted(k for k in keys if self._label_candidate(k)))
-        self._collect_times(metas, sorted(k for k in keys if self._time_candidate(k)))
-        self._collect_examples(table, feats)
-        self.n += n
+# %% ../nbs/05_eda.ipynb #ce886b70
+@patch
+def add(self: _ProfileBuilder, table: pa.Table):
+    n = table.num_rows
+    if n == 0: return
+    metas = _parse_meta(table['meta'] if 'meta' in table.column_names else None, n)
+    feats = document_features(table, self.languages, self.token_counter, metas)
+    self.features.append(feats)
+    keys = set().union(*metas)   # the meta fields of this table
+    self._count_fields(table, metas)
+    self._count_labels(table, metas, sorted(k for k in keys if self._label_candidate(k)))
+    self._collect_times(metas, sorted(k for k in keys if self._time_candidate(k)))
+    self._collect_examples(table, feats)
+    self.n += n
 
-    def _count_fields(self, table, metas):
-        for name in table.column_names:
-            if name == 'id': continue
-            col = table[name]
-            self.record_missing[name] += col.null_count
-            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-                self.record_empty[name] += int(pc.sum(pc.equal(pc.utf8_trim_whitespace(col), '')).as_py() or 0)
-        for m in metas:
-            for k, v in m.items():
-                if v is None: continue
-                self.meta_present[k] += 1
-                if _is_empty(v): self.meta_empty[k] += 1
+@patch
+def _count_fields(self: _ProfileBuilder, table, metas):
+    for name in table.column_names:
+        if name == 'id': continue
+        col = table[name]
+        self.record_missing[name] += col.null_count
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            self.record_empty[name] += int(pc.sum(pc.equal(pc.utf8_trim_whitespace(col), '')).as_py() or 0)
+    for m in metas:
+        for k, v in m.items():
+            if v is None: continue
+            self.meta_present[k] += 1
+            if _is_empty(v): self.meta_empty[k] += 1
 
-    def _count_labels(self, table, metas, candidates):
-        if 'label' in table.column_names and table['label'].null_count < table.num_rows:
-            vc = pc.value_counts(table['label'].cast(pa.string()).drop_null())
-            self.record_labels.update(dict(zip(vc.field('values').to_pylist(), vc.field('counts').to_pylist())))
-        cap = 10_000 if self.label_field else MAX_LABEL_CLASSES
-        for k in candidates:
-            if k in self.label_overflow: continue
-            c = self.meta_labels.setdefault(k, Counter())
-            c.update(v if isinstance(v, str) else orjson.dumps(v).decode() for v in (m.get(k) for m in metas) if not _is_empty(v))
-            if len(c) > cap: self.label_overflow.add(k); self.meta_labels.pop(k)
+@patch
+def _count_labels(self: _ProfileBuilder, table, metas, candidates):
+    if 'label' in table.column_names and table['label'].null_count < table.num_rows:
+        vc = pc.value_counts(table['label'].cast(pa.string()).drop_null())
+        self.record_labels.update(dict(zip(vc.field('values').to_pylist(), vc.field('counts').to_pylist())))
+    cap = 10_000 if self.label_field else MAX_LABEL_CLASSES
+    for k in candidates:
+        if k in self.label_overflow: continue
+        c = self.meta_labels.setdefault(k, Counter())
+        c.update(v if isinstance(v, str) else orjson.dumps(v).decode() for v in (m.get(k) for m in metas) if not _is_empty(v))
+        if len(c) > cap: self.label_overflow.add(k); self.meta_labels.pop(k)
 
-    def _collect_times(self, metas, candidates):
-        for k in candidates:
-            values = [m.get(k) for m in metas]
-            self.meta_time_values[k] += sum(not _is_empty(v) for v in values)
-            self.meta_times.setdefault(k, []).append((self.n, parse_times(values).dt.tz_localize(None).to_numpy()))
+@patch
+def _collect_times(self: _ProfileBuilder, metas, candidates):
+    for k in candidates:
+        values = [m.get(k) for m in metas]
+        self.meta_time_values[k] += sum(not _is_empty(v) for v in values)
+        self.meta_times.setdefault(k, []).append((self.n, parse_times(values).dt.tz_localize(None).to_numpy()))
 
-    def _collect_examples(self, table, feats):
-        text = table['text']
-        # duplicate previews: rows whose normalised hash was seen before (or repeats within this table)
-        h = feats['norm_hash'].to_numpy()
-        dup = np.isin(h, self.seen_hashes) | pd.Series(h).duplicated(keep='first').to_numpy()
-        for i in np.flatnonzero(dup):
-            if len(self.dup_previews) >= 1000: break
-            self.dup_previews.setdefault(int(h[i]), _preview(text[int(i)].as_py()))
-        self.seen_hashes = np.union1d(self.seen_hashes, h)
-        for i, lang in feats.groupby('lang', sort=False).head(1)['lang'].items():
-            if lang not in self.lang_examples: self.lang_examples[lang] = _preview(text[int(i)].as_py(), 80)
-        src = table['source'] if 'source' in table.column_names else pa.nulls(table.num_rows, pa.string())
-        nonempty = feats[feats.n_chars > 0]
-        for store, rows in ((self.short, nonempty.nsmallest(self.n_examples, 'n_chars')),
-                            (self.long, nonempty.nlargest(self.n_examples, 'n_chars'))):
-            store.extend(dict(n_chars=int(r.n_chars), n_tokens=int(r.n_tokens), source=_short_source(src[int(i)].as_py()),
-                              preview=_preview(text[int(i)].as_py())) for i, r in rows.iterrows())
-        self.short = sorted(self.short, key=lambda e: e['n_chars'])[:self.n_examples]
-        self.long = sorted(self.long, key=lambda e: -e['n_chars'])[:self.n_examples]
+@patch
+def _collect_examples(self: _ProfileBuilder, table, feats):
+    text = table['text']
+    # duplicate previews: rows whose normalised hash was seen before (or repeats within this table)
+    h = feats['norm_hash'].to_numpy()
+    dup = np.isin(h, self.seen_hashes) | pd.Series(h).duplicated(keep='first').to_numpy()
+    for i in np.flatnonzero(dup):
+        if len(self.dup_previews) >= 1000: break
+        self.dup_previews.setdefault(int(h[i]), _preview(text[int(i)].as_py()))
+    self.seen_hashes = np.union1d(self.seen_hashes, h)
+    for i, lang in feats.groupby('lang', sort=False).head(1)['lang'].items():
+        if lang not in self.lang_examples: self.lang_examples[lang] = _preview(text[int(i)].as_py(), 80)
+    src = table['source'] if 'source' in table.column_names else pa.nulls(table.num_rows, pa.string())
+    nonempty = feats[feats.n_chars > 0]
+    for store, rows in ((self.short, nonempty.nsmallest(self.n_examples, 'n_chars')),
+                        (self.long, nonempty.nlargest(self.n_examples, 'n_chars'))):
+        store.extend(dict(n_chars=int(r.n_chars), n_tokens=int(r.n_tokens), source=_short_source(src[int(i)].as_py()),
+                          preview=_preview(text[int(i)].as_py())) for i, r in rows.iterrows())
+    self.short = sorted(self.short, key=lambda e: e['n_chars'])[:self.n_examples]
+    self.long = sorted(self.long, key=lambda e: -e['n_chars'])[:self.n_examples]
 
-    def _field_table(self) -> pd.DataFrame:
-        rows = [dict(field=k, kind='record', missing=self.record_missing[k], empty=self.record_empty[k]) for k in self.record_missing]
-        rows += [dict(field=k, kind='meta', missing=self.n - self.meta_present[k], empty=self.meta_empty[k]) for k in self.meta_present]
-        return pd.DataFrame(rows, columns=['field', 'kind', 'missing', 'empty']).astype({'missing': 'int64', 'empty': 'int64'})
+# %% ../nbs/05_eda.ipynb #9751f8cf
+@patch
+def _field_table(self: _ProfileBuilder) -> pd.DataFrame:
+    rows = [dict(field=k, kind='record', missing=self.record_missing[k], empty=self.record_empty[k]) for k in self.record_missing]
+    rows += [dict(field=k, kind='meta', missing=self.n - self.meta_present[k], empty=self.meta_empty[k]) for k in self.meta_present]
+    return pd.DataFrame(rows, columns=['field', 'kind', 'missing', 'empty']).astype({'missing': 'int64', 'empty': 'int64'})
 
-    def _choose_label(self, notes) -> tuple[str|None, Counter, bool]:
-        "The label field, its value counts, and whether it is a meta field; says why in `notes`."
-        if self.label_field is not None:
-            if self.meta_labels.get(self.label_field):
-                notes.append(f'label: meta field `{self.label_field}` (as asked: {len(self.meta_labels[self.label_field])} classes)')
-                return self.label_field, self.meta_labels[self.label_field], True
-            if self.record_labels:
-                notes.append(f'label: record column `label` (the reader mapped `{self.label_field}` into it)')
-                return self.label_field, self.record_labels, False
-            notes.append(f'label: field `{self.label_field}` not found or always empty' +
-                         (' (more than 10,000 distinct values)' if self.label_field in self.label_overflow else ''))
-            return None, Counter(), False
+@patch
+def _choose_label(self: _ProfileBuilder, notes) -> tuple[str|None, Counter, bool]:
+    "The label field, its value counts, and whether it is a meta field; says why in `notes`."
+    if self.label_field is not None:
+        if self.meta_labels.get(self.label_field):
+            notes.append(f'label: meta field `{self.label_field}` (as asked: {len(self.meta_labels[self.label_field])} classes)')
+            return self.label_field, self.meta_labels[self.label_field], True
         if self.record_labels:
-            notes.append('label: record column `label`')
-            return 'label', self.record_labels, False
-        ok = {k: c for k, c in self.meta_labels.items() if 2 <= len(c) < sum(c.values())}  # at least one repeat
-        if not ok:
-            notes.append('label: none found (no record labels and no label-like meta field with few distinct values)')
-            return None, Counter(), False
-        best = min(ok, key=lambda k: (sum(ok[k].values()) < self.n / 2, name_rank(k, LABEL_WORDS), -sum(ok[k].values()), k))
-        filled = sum(ok[best].values()) / self.n
-        others = [k for k in ok if k != best]
-        notes.append(f'label: meta field `{best}` (auto-detected: {len(ok[best])} classes, {filled:.0%} of documents)' +
-                     (f'; other candidates: {", ".join(f"`{k}`" for k in others)}' if others else ''))
-        return best, ok[best], True
+            notes.append(f'label: record column `label` (the reader mapped `{self.label_field}` into it)')
+            return self.label_field, self.record_labels, False
+        notes.append(f'label: field `{self.label_field}` not found or always empty' +
+                     (' (more than 10,000 distinct values)' if self.label_field in self.label_overflow else ''))
+        return None, Counter(), False
+    if self.record_labels:
+        notes.append('label: record column `label`')
+        return 'label', self.record_labels, False
+    ok = {k: c for k, c in self.meta_labels.items() if 2 <= len(c) < sum(c.values())}  # at least one repeat
+    if not ok:
+        notes.append('label: none found (no record labels and no label-like meta field with few distinct values)')
+        return None, Counter(), False
+    best = min(ok, key=lambda k: (sum(ok[k].values()) < self.n / 2, name_rank(k, LABEL_WORDS), -sum(ok[k].values()), k))
+    filled = sum(ok[best].values()) / self.n
+    others = [k for k in ok if k != best]
+    notes.append(f'label: meta field `{best}` (auto-detected: {len(ok[best])} classes, {filled:.0%} of documents)' +
+                 (f'; other candidates: {", ".join(f"`{k}`" for k in others)}' if others else ''))
+    return best, ok[best], True
 
-    def _meta_time_column(self, key) -> np.ndarray:
-        out = np.full(self.n, np.datetime64('NaT'), dtype='datetime64[us]')
-        for offset, values in self.meta_times.get(key, []):
-            out[offset:offset + len(values)] = values.astype('datetime64[us]')
-        return out
+@patch
+def _meta_time_column(self: _ProfileBuilder, key) -> np.ndarray:
+    out = np.full(self.n, np.datetime64('NaT'), dtype='datetime64[us]')
+    for offset, values in self.meta_times.get(key, []):
+        out[offset:offset + len(values)] = values.astype('datetime64[us]')
+    return out
 
-    def _choose_time(self, docs, notes) -> tuple[str|None, bool]:
-        "The time field and whether it is a meta field; fills `docs['timestamp']` from a meta field; says why in `notes`."
-        has_record_time = bool(docs['timestamp'].notna().any())
-        if self.time_field is None and has_record_time:
-            notes.append('time: record column `timestamp`')
-            return 'timestamp', False
-        n_parsed = {k: sum(int((~np.isnat(v)).sum()) for _, v in chunks) for k, chunks in self.meta_times.items()}
-        if self.time_field is not None:
-            if n_parsed.get(self.time_field):
-                best = self.time_field
-                notes.append(f'time: meta field `{best}` (as asked; {n_parsed[best]:,} of {self.n:,} values parsed as dates)')
-            elif has_record_time:
-                notes.append(f'time: record column `timestamp` (the reader mapped `{self.time_field}` into it)')
-                return self.time_field, False
-            else:
-                notes.append(f'time: field `{self.time_field}` not found or no value parsed as a date')
-                return None, False
+@patch
+def _choose_time(self: _ProfileBuilder, docs, notes) -> tuple[str|None, bool]:
+    "The time field and whether it is a meta field; fills `docs['timestamp']` from a meta field; says why in `notes`."
+    has_record_time = bool(docs['timestamp'].notna().any())
+    if self.time_field is None and has_record_time:
+        notes.append('time: record column `timestamp`')
+        return 'timestamp', False
+    n_parsed = {k: sum(int((~np.isnat(v)).sum()) for _, v in chunks) for k, chunks in self.meta_times.items()}
+    if self.time_field is not None:
+        if n_parsed.get(self.time_field):
+            best = self.time_field
+            notes.append(f'time: meta field `{best}` (as asked; {n_parsed[best]:,} of {self.n:,} values parsed as dates)')
+        elif has_record_time:
+            notes.append(f'time: record column `timestamp` (the reader mapped `{self.time_field}` into it)')
+            return self.time_field, False
         else:
-            ok = [k for k, c in n_parsed.items() if c and c >= 0.5 * self.meta_time_values[k]]
-            if not ok:
-                notes.append('time: none found (no record timestamps and no date-like meta field)')
-                return None, False
-            best = min(ok, key=lambda k: (-n_parsed[k], name_rank(k, TIME_WORDS), k))
-            notes.append(f'time: meta field `{best}` (auto-detected; {n_parsed[best]:,} of {self.n:,} values parsed as dates)')
-        docs['timestamp'] = pd.Series(self._meta_time_column(best)).dt.tz_localize('UTC')
-        return best, True
+            notes.append(f'time: field `{self.time_field}` not found or no value parsed as a date')
+            return None, False
+    else:
+        ok = [k for k, c in n_parsed.items() if c and c >= 0.5 * self.meta_time_values[k]]
+        if not ok:
+            notes.append('time: none found (no record timestamps and no date-like meta field)')
+            return None, False
+        best = min(ok, key=lambda k: (-n_parsed[k], name_rank(k, TIME_WORDS), k))
+        notes.append(f'time: meta field `{best}` (auto-detected; {n_parsed[best]:,} of {self.n:,} values parsed as dates)')
+    docs['timestamp'] = pd.Series(self._meta_time_column(best)).dt.tz_localize('UTC')
+    return best, True
 
-    def finish(self, quarantined: pa.Table|None, token_method: str, lang_min_confidence: float) -> CorpusProfile:
-        docs = pd.concat(self.features, ignore_index=True) if self.features else document_features(
-            RECORD_SCHEMA.empty_table(), self.languages, self.token_counter)
-        for col in ('lang', 'source_file', 'source_type', 'domain'): docs[col] = docs[col].astype('category')
-        notes = []
-        label_field, labels, label_in_meta = self._choose_label(notes)
-        time_field, time_in_meta = self._choose_time(docs, notes)
-        counts = docs['norm_hash'].value_counts()
-        dups = counts[counts > 1].head(5)
-        examples = dict(shortest=pd.DataFrame(self.short, columns=['n_chars', 'n_tokens', 'source', 'preview']),
-                        longest=pd.DataFrame(self.long, columns=['n_chars', 'n_tokens', 'source', 'preview']),
-                        duplicates=pd.DataFrame(dict(copies=dups.to_numpy(),
-                                                     preview=[self.dup_previews.get(int(h), '(preview not kept)') for h in dups.index])),
-                        languages=self.lang_examples)
-        q = quarantined if quarantined is not None else QUARANTINE_SCHEMA.empty_table()
-        label_counts = pd.Series(dict(labels), dtype='int64').sort_values(ascending=False) if labels else pd.Series(dtype='int64')
-        label_counts.index.name = 'label'
-        return CorpusProfile(docs=docs, fields=self._field_table(), label_counts=label_counts, label_field=label_field,
-                             time_field=time_field, label_in_meta=label_in_meta, time_in_meta=time_in_meta,
-                             token_method=token_method, quarantine=q.to_pandas(), examples=examples, notes=notes,
-                             lang_min_confidence=lang_min_confidence)
+# %% ../nbs/05_eda.ipynb #fcbcb288
+@patch
+def finish(self: _ProfileBuilder, quarantined: pa.Table|None, token_method: str, lang_min_confidence: float) -> CorpusProfile:
+    docs = pd.concat(self.features, ignore_index=True) if self.features else document_features(
+        RECORD_SCHEMA.empty_table(), self.languages, self.token_counter)
+    for col in ('lang', 'source_file', 'source_type', 'domain'): docs[col] = docs[col].astype('category')
+    notes = []
+    label_field, labels, label_in_meta = self._choose_label(notes)
+    time_field, time_in_meta = self._choose_time(docs, notes)
+    counts = docs['norm_hash'].value_counts()
+    dups = counts[counts > 1].head(5)
+    examples = dict(shortest=pd.DataFrame(self.short, columns=['n_chars', 'n_tokens', 'source', 'preview']),
+                    longest=pd.DataFrame(self.long, columns=['n_chars', 'n_tokens', 'source', 'preview']),
+                    duplicates=pd.DataFrame(dict(copies=dups.to_numpy(),
+                                                 preview=[self.dup_previews.get(int(h), '(preview not kept)') for h in dups.index])),
+                    languages=self.lang_examples)
+    q = quarantined if quarantined is not None else QUARANTINE_SCHEMA.empty_table()
+    label_counts = pd.Series(dict(labels), dtype='int64').sort_values(ascending=False) if labels else pd.Series(dtype='int64')
+    label_counts.index.name = 'label'
+    return CorpusProfile(docs=docs, fields=self._field_table(), label_counts=label_counts, label_field=label_field,
+                         time_field=time_field, label_in_meta=label_in_meta, time_in_meta=time_in_meta,
+                         token_method=token_method, quarantine=q.to_pandas(), examples=examples, notes=notes,
+                         lang_min_confidence=lang_min_confidence)
 
 # %% ../nbs/05_eda.ipynb #3eb6b384
 def profile_corpus(tables: Iterable[pa.Table],  # record tables (`RECORD_SCHEMA`), e.g. from `load_for_eda` or a reader

@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator
 
 import fsspec
+from fastcore.basics import patch
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -241,7 +242,7 @@ _MISSING = object()
 READER_VERSION = 1  # bump when reading the same bytes gives different records; it changes every fingerprint
 _log = get_logger('dcresearch.io')
 
-# %% ../nbs/01_io.ipynb #496e4fce
+# %% ../nbs/01_io.ipynb #b69a967c
 class RecordReader:
     "Stream record tables from files of one or several formats, quarantining bad input."
     def __init__(self, inputs, # paths, globs, folders or fsspec URLs (or a list of them)
@@ -303,62 +304,71 @@ class RecordReader:
             raise ValueError(f"{path}: no field {self.text_field!r}; its fields are {columns[:30]}: choose the text with "
                              f"--text-field NAME (text_field= in Python)")
 
-    def __iter__(self) -> Iterator[ReadBatch]:
-        "Read every input in order, yielding a `ReadBatch` per `batch_size` input units."
-        rows, bad = [], []
-        for path, fmt in zip(self.paths, self.formats):
-            for unit in self._units(path, fmt):
-                (rows if type(unit) is tuple else bad).append(unit)
-                if len(rows) + len(bad) >= self.batch_size:
-                    yield self._batch(rows, bad)
-                    rows, bad = [], []
-        if rows or bad: yield self._batch(rows, bad)
+# %% ../nbs/01_io.ipynb #b4d8962b
+@patch
+def __iter__(self: RecordReader) -> Iterator[ReadBatch]:
+    "Read every input in order, yielding a `ReadBatch` per `batch_size` input units."
+    rows, bad = [], []
+    for path, fmt in zip(self.paths, self.formats):
+        for unit in self._units(path, fmt):
+            (rows if type(unit) is tuple else bad).append(unit)
+            if len(rows) + len(bad) >= self.batch_size:
+                yield self._batch(rows, bad)
+                rows, bad = [], []
+    if rows or bad: yield self._batch(rows, bad)
 
-    def _units(self, path: str, fmt: str):
-        "The record tuples and quarantine rows of one file; a file that breaks part-way ends in one quarantine row."
-        _log.debug('reading %s as %s', path, fmt)
-        cur = _Cursor()
-        try: yield from _READERS[fmt](self, path, cur)
-        except BadFile as e:  # the whole file is not what its name says, or not text we can decode
-            _log.warning('%s: %s', path, e)
-            yield QuarantineRow('io', e.reason, path, cur.next if cur.opened else 0, str(e))
-        except Exception as e:  # decompression/IO errors part-way: keep what was read, say where it broke
-            _log.warning('%s: %s: %s (at line/record %s)', path, type(e).__name__, e, cur.next)
-            reason, what = ('io:truncated_file', 'stopped reading here; the units before it were kept') if cur.opened else \
-                           ('io:unreadable_file', 'could not open the file')
-            yield QuarantineRow('io', reason, path, cur.next, f'{type(e).__name__}: {e} ({what})')
+@patch
+def _units(self: RecordReader, path: str, fmt: str):
+    "The record tuples and quarantine rows of one file; a file that breaks part-way ends in one quarantine row."
+    _log.debug('reading %s as %s', path, fmt)
+    cur = _Cursor()
+    try: yield from _READERS[fmt](self, path, cur)
+    except BadFile as e:  # the whole file is not what its name says, or not text we can decode
+        _log.warning('%s: %s', path, e)
+        yield QuarantineRow('io', e.reason, path, cur.next if cur.opened else 0, str(e))
+    except Exception as e:  # decompression/IO errors part-way: keep what was read, say where it broke
+        _log.warning('%s: %s: %s (at line/record %s)', path, type(e).__name__, e, cur.next)
+        reason, what = ('io:truncated_file', 'stopped reading here; the units before it were kept') if cur.opened else \
+                       ('io:unreadable_file', 'could not open the file')
+        yield QuarantineRow('io', reason, path, cur.next, f'{type(e).__name__}: {e} ({what})')
 
-    def _batch(self, rows: list[tuple], bad: list[QuarantineRow]) -> ReadBatch:
-        try: records = _records_table(rows)
-        except (pa.ArrowException, UnicodeError, ValueError, TypeError):  # one bad row must not sink the batch
-            good, bad = [], list(bad)
-            for r in rows:
-                try: good.append(_records_table([r]))
-                except Exception as e:  # in practice: lone surrogates that Arrow cannot store as UTF-8
-                    reason = self._bad_encoding if isinstance(e, UnicodeError) or 'utf' in str(e).lower() else 'io:invalid_record'
-                    file, where, _ = split_locator(r[1])
-                    bad.append(QuarantineRow('io', reason, file, where, f'{type(e).__name__}: {e}', _preview(r[0])))
-            records = pa.concat_tables(good) if good else RECORD_SCHEMA.empty_table()
-        return ReadBatch(records, quarantine_table(bad))
+@patch
+def _batch(self: RecordReader, rows: list[tuple], bad: list[QuarantineRow]) -> ReadBatch:
+    try: records = _records_table(rows)
+    except (pa.ArrowException, UnicodeError, ValueError, TypeError):  # one bad row must not sink the batch
+        good, bad = [], list(bad)
+        for r in rows:
+            try: good.append(_records_table([r]))
+            except Exception as e:  # in practice: lone surrogates that Arrow cannot store as UTF-8
+                reason = self._bad_encoding if isinstance(e, UnicodeError) or 'utf' in str(e).lower() else 'io:invalid_record'
+                file, where, _ = split_locator(r[1])
+                bad.append(QuarantineRow('io', reason, file, where, f'{type(e).__name__}: {e}', _preview(r[0])))
+        records = pa.concat_tables(good) if good else RECORD_SCHEMA.empty_table()
+    return ReadBatch(records, quarantine_table(bad))
 
-    def params(self) -> dict:
-        "The reading parameters and resolved inputs, for the run manifest."
-        return dict(inputs=list(self.paths), format=self.format, formats=sorted(set(self.formats)),
-                    text_field=self.text_field, label_field=self.label_field, time_field=self.time_field,
-                    id_field=self.id_field, batch_size=self.batch_size, max_doc_bytes=self.max_doc_bytes,
-                    txt_mode=self.txt_mode, csv_delimiter=self.csv_delimiter, csv_header=self.csv_header,
-                    column_names=self.column_names, encoding=self.encoding)
+# %% ../nbs/01_io.ipynb #3300210a
+@patch
+def params(self: RecordReader) -> dict:
+    "The reading parameters and resolved inputs, for the run manifest."
+    return dict(inputs=list(self.paths), format=self.format, formats=sorted(set(self.formats)),
+                text_field=self.text_field, label_field=self.label_field, time_field=self.time_field,
+                id_field=self.id_field, batch_size=self.batch_size, max_doc_bytes=self.max_doc_bytes,
+                txt_mode=self.txt_mode, csv_delimiter=self.csv_delimiter, csv_header=self.csv_header,
+                column_names=self.column_names, encoding=self.encoding)
 
-    def fingerprint(self) -> str:
-        "Hash of the parameters and each input's path, size and modification time: changes when the inputs do."
-        h = hashlib.blake2b(digest_size=16)
-        h.update(orjson.dumps(dict(reader_version=READER_VERSION, params=self.params()), option=orjson.OPT_SORT_KEYS))
-        for p in self.paths: h.update(orjson.dumps([p, _file_stamp(p)], default=str, option=orjson.OPT_SORT_KEYS))
-        return h.hexdigest()
+@patch
+def fingerprint(self: RecordReader) -> str:
+    "Hash of the parameters and each input's path, size and modification time: changes when the inputs do."
+    h = hashlib.blake2b(digest_size=16)
+    h.update(orjson.dumps(dict(reader_version=READER_VERSION, params=self.params()), option=orjson.OPT_SORT_KEYS))
+    for p in self.paths: h.update(orjson.dumps([p, _file_stamp(p)], default=str, option=orjson.OPT_SORT_KEYS))
+    return h.hexdigest()
 
-    def __repr__(self):
-        return f"RecordReader({len(self.paths)} file(s), formats={sorted(set(self.formats))}, text_field={self.text_field!r})"
+@patch
+def __repr__(self: RecordReader):
+    return f"RecordReader({len(self.paths)} file(s), formats={sorted(set(self.formats))}, text_field={self.text_field!r})"
 
+# %% ../nbs/01_io.ipynb #e71d09b1
 def read_records(inputs, # paths, globs, folders or fsspec URLs
                  **kwargs, # any `RecordReader` parameter
                 ) -> RecordReader:

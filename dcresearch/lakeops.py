@@ -387,7 +387,7 @@ def _count_matches(batches, ids: list[str]|None, value: str|None, examples: list
             if len(examples) < 5: examples += _locators(b.filter(m))[:5 - len(examples)]
     return n
 
-# %% ../nbs/15_lakeops.ipynb #14afcaf4
+# %% ../nbs/15_lakeops.ipynb #ff0e5b62
 @dataclass
 class ErasurePlan:
     "Rows an erasure would delete, per table (counts and a few ids or source locators, never content)."
@@ -407,6 +407,7 @@ class ErasurePlan:
         return out
     __repr__ = __str__
 
+# %% ../nbs/15_lakeops.ipynb #5087423b
 def _selector_record(ids, value, key: bytes|None) -> dict:
     "The selector as it is logged: HMACs under the lake key (never the raw value or ids, nor a plain hash of them)."
     kind = 'ids' if ids is not None else 'value'
@@ -417,6 +418,7 @@ def _selector_record(ids, value, key: bytes|None) -> dict:
     if ids is not None: return dict(kind='ids', n=len(ids), hmac=[mac(i) for i in ids])
     return dict(kind='value', value_kind=value_kind(value), hmac=mac(value.strip().lower() if _ignore_case(value) else value))
 
+# %% ../nbs/15_lakeops.ipynb #6d5ac9f1
 def _encrypted_datasets(target: Path) -> dict[str, Path]:
     "The encrypted datasets at or under `target`, by relative name."
     from dcresearch.privacy.crypto import MANIFEST_FILE, is_encrypted_dataset
@@ -440,6 +442,7 @@ def _count_encrypted(path: Path, key: bytes, ids, value) -> tuple[int, list[str]
     examples = []
     return _count_matches((b for t in read_encrypted(path, key) for b in t.to_batches()), ids, value, examples), examples
 
+# %% ../nbs/15_lakeops.ipynb #46590038
 def erasure_plan(target: str|Path,  # a Delta table, stage directory, encrypted dataset or lake directory
                  ids: list[str]|None=None,  # record ids to erase (the `id` column)
                  value: str|None=None,  # a value (e.g. an e-mail address) whose records to erase
@@ -516,7 +519,7 @@ def read_erasure_log(target: str|Path,  # the directory an erasure was run on
            for l in (d/ERASURE_LOG).read_text(encoding='utf-8').splitlines() if l.strip()]
     return sorted(out, key=lambda e: e['when'])
 
-# %% ../nbs/15_lakeops.ipynb #946cf771
+# %% ../nbs/15_lakeops.ipynb #e4d7791a
 def _rewrite_without(uri: Path, rels: list[str], ids: list[str]|None, value: str|None) -> int:
     "Rewrite the files `rels` of the table at `uri` without the selected rows, as one commit; return rows deleted."
     from deltalake.transaction import AddAction, RemoveAction
@@ -536,6 +539,7 @@ def _rewrite_without(uri: Path, rels: list[str], ids: list[str]|None, value: str
     DeltaTable(str(uri)).create_write_transaction(actions, 'append', schema)
     return deleted
 
+# %% ../nbs/15_lakeops.ipynb #1cb13352
 def _rewrite_encrypted(path: Path, key: bytes, ids: list[str]|None, value: str|None) -> int:
     "Write the encrypted dataset at `path` again without the selected rows (new shards, new manifest); return rows deleted."
     from dcresearch.privacy.crypto import manifest_schema, read_encrypted, read_manifest, write_encrypted
@@ -551,6 +555,7 @@ def _rewrite_encrypted(path: Path, key: bytes, ids: list[str]|None, value: str|N
                     source=m.get('source'))
     return deleted[0]
 
+# %% ../nbs/15_lakeops.ipynb #3efc84e6
 def erase(target: str|Path,  # a local Delta table, stage directory, encrypted dataset or lake directory
           ids: list[str]|None=None,  # record ids to erase (the `id` column)
           value: str|None=None,  # a value (e.g. an e-mail address): erase every row containing it

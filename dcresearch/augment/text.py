@@ -6,6 +6,8 @@ import functools, importlib.util, json, os, random, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fastcore.basics import patch
+
 from ..core import delegates_to, jieba_segmenter, minilm_path
 from ..io import ReadOptions
 
@@ -511,7 +513,7 @@ class AugmentResult:
             raise LedgerError(f'augment ledger does not balance: {json.dumps(led)}; an operator lost or invented rows')
         return self
 
-# %% ../../nbs/17_augment.ipynb #1209234f
+# %% ../../nbs/17_augment.ipynb #ba50f44b
 class TextAugmenter:
     "Text augmentation (EDA, character noise, embedding neighbours, model paraphrase) with drift and duplicate guards."
     allowed_ops = ALL_OPS
@@ -548,97 +550,104 @@ class TextAugmenter:
         if op in NOISE_OPS: return noise(tokens, op, rng, self.alpha, zh)
         return embed_replace(tokens, rng, self.alpha, neighbours)
 
-    def __call__(self, rows, # `(source_id, text)` or `(source_id, text, extra_fields_dict)` tuples
-                ) -> AugmentResult:
-        "Augmented rows and skipped rows (with reasons) for `rows`; see `AugmentResult.ledger` for the counts."
-        res = AugmentResult(op_in={op: 0 for op in self.ops})
-        neighbours = None
-        if 'embed' in self.ops:   # look every word up at once: one batched similarity pass instead of one per row
-            rows = list(rows)
-            neighbours = embedding_neighbours(self.model, self.k_neighbours)
-            neighbours({w.lower() for r in rows if isinstance(r[1], str) for w in re.findall(r'[A-Za-z]{2,}', r[1])})
-        cands, sources, inputs, pending = [], [], [], {op: [] for op in MODEL_OPS}
-        for row in rows:
-            res.n_in += 1
-            sid, text, extra = (*row, {})[:3]
-            if not isinstance(text, str):
-                res.skipped.append(dict(source_id=sid, op=None, reason='augment:no_text')); continue
-            if self.drop_duplicates: inputs.append((sid, text))
-            if not is_supported(text):
-                res.skipped.append(dict(source_id=sid, op=None, reason='augment:unsupported_language')); continue
-            tokens, zh = tokenize(text)
-            if sum(1 for t in tokens if _WORD.search(t)) < 2:
-                res.skipped.append(dict(source_id=sid, op=None, reason='augment:too_short')); continue
-            res.n_augmentable += 1
-            for op in self.ops:
-                res.op_in[op] += self.n_per_op
-                for k in range(self.n_per_op):
-                    if op in MODEL_OPS:   # generated below, in batches; the row keeps its place
-                        pending[op].append((len(cands), text, _stable_seed(f'{self.seed}:{sid}:{op}:{k}')))
-                        cands.append(dict(id=f'{sid}:{op}:{k}', source_id=sid, op=op, text=None, **extra)); sources.append(text); continue
-                    if zh and op in ENGLISH_ONLY_OPS:
-                        res.skipped.append(dict(source_id=sid, op=op, reason='augment:unsupported_language')); continue
-                    out = self._augment_one(tokens, zh, op, random.Random(f'{self.seed}:{sid}:{op}:{k}'), neighbours)
-                    new = None if out is None else detokenize(out, zh)
-                    if new is None or new == text:
-                        res.skipped.append(dict(source_id=sid, op=op, reason='augment:unchanged')); continue
-                    cands.append(dict(id=f'{sid}:{op}:{k}', source_id=sid, op=op, text=new, **extra)); sources.append(text)
-        self._run_models(pending, cands, res)
-        keep = self._guard(cands, sources, inputs, res)
-        res.rows = [c for c, k in zip(cands, keep) if k]
-        return res
-
-    def _run_models(self, pending, cands, res):
-        "Fill in the texts of the model operators' rows, a batch at a time; a failing batch becomes skipped rows."
-        for op, todo in pending.items():
-            model = self.paraphraser if op == 'paraphrase' else self.back_translator
-            for s in range(0, len(todo), self.batch_size):
-                batch = todo[s:s + self.batch_size]
-                try:
-                    outs = list(model([t for _, t, _ in batch], [seed for _, _, seed in batch]))
-                    if len(outs) != len(batch): raise ValueError(f'{model!r} returned {len(outs)} texts for {len(batch)}')
-                    error = None
-                except Exception as e:   # a model failure costs its batch, not the run
-                    outs, error = [None] * len(batch), f'{type(e).__name__}: {e}'
-                for (i, text, _), new in zip(batch, outs):
-                    c = cands[i]
-                    new = ' '.join(new.split()) if isinstance(new, str) else None
-                    reason = 'augment:model_error' if error else 'augment:empty_output' if not new else \
-                             'augment:unchanged' if new == ' '.join(text.split()) else None
-                    if reason:
-                        res.skipped.append(dict(source_id=c['source_id'], op=op, reason=reason, **({'detail': error} if error else {})))
-                        c['text'] = None
-                    else: c['text'] = new
-
-    def _guard(self, cands, sources, inputs, res) -> list[bool]:
-        "Which candidates to keep: duplicates of an input text, then drift, then duplicates of an earlier kept augmented row."
-        keep = [c['text'] is not None for c in cands]
-        def drop(i, reason, **info):
-            c, keep[i] = cands[i], False
-            res.skipped.append(dict(source_id=c['source_id'], op=c['op'], reason=reason, id=c['id'], text=c['text'], **info))
-        if self.drop_duplicates:   # cheap and unambiguous, so first: no need to embed these
-            seen = {}
-            for n, (sid, _) in zip(normalized_texts([t for _, t in inputs]), inputs): seen.setdefault(n, f'input row {sid}')
-            alive = [i for i, k in enumerate(keep) if k]
-            norm = dict(zip(alive, normalized_texts([cands[i]['text'] for i in alive])))
-            for i in alive:
-                if norm[i] in seen: drop(i, 'guard:duplicate', detail=f'same text as {seen[norm[i]]}')
-        if self.min_similarity:
-            alive = [i for i, k in enumerate(keep) if k]
-            sims = similarities([sources[i] for i in alive], [cands[i]['text'] for i in alive], self.model, self.device, self.batch_size)
-            for i, sim in zip(alive, sims.tolist()):
-                if sim < self.min_similarity:
-                    drop(i, 'guard:drift', similarity=round(sim, 4), detail=f'cosine {sim:.3f} < min_similarity {self.min_similarity}')
-        if self.drop_duplicates:   # among the survivors, the first of equal augmented texts stays
-            for i in [i for i, k in enumerate(keep) if k]:
-                if norm[i] in seen: drop(i, 'guard:duplicate', detail=f'same text as {seen[norm[i]]}')
-                else: seen[norm[i]] = f"augmented row {cands[i]['id']}"
-        return keep
-
     def __repr__(self):
         return (f'{type(self).__name__}(ops={self.ops}, seed={self.seed}, n_per_op={self.n_per_op}, alpha={self.alpha}, '
                 f'min_similarity={self.min_similarity}, drop_duplicates={self.drop_duplicates})')
 
+# %% ../../nbs/17_augment.ipynb #f75c570d
+@patch
+def __call__(self: TextAugmenter, rows, # `(source_id, text)` or `(source_id, text, extra_fields_dict)` tuples
+            ) -> AugmentResult:
+    "Augmented rows and skipped rows (with reasons) for `rows`; see `AugmentResult.ledger` for the counts."
+    res = AugmentResult(op_in={op: 0 for op in self.ops})
+    neighbours = None
+    if 'embed' in self.ops:   # look every word up at once: one batched similarity pass instead of one per row
+        rows = list(rows)
+        neighbours = embedding_neighbours(self.model, self.k_neighbours)
+        neighbours({w.lower() for r in rows if isinstance(r[1], str) for w in re.findall(r'[A-Za-z]{2,}', r[1])})
+    cands, sources, inputs, pending = [], [], [], {op: [] for op in MODEL_OPS}
+    for row in rows:
+        res.n_in += 1
+        sid, text, extra = (*row, {})[:3]
+        if not isinstance(text, str):
+            res.skipped.append(dict(source_id=sid, op=None, reason='augment:no_text')); continue
+        if self.drop_duplicates: inputs.append((sid, text))
+        if not is_supported(text):
+            res.skipped.append(dict(source_id=sid, op=None, reason='augment:unsupported_language')); continue
+        tokens, zh = tokenize(text)
+        if sum(1 for t in tokens if _WORD.search(t)) < 2:
+            res.skipped.append(dict(source_id=sid, op=None, reason='augment:too_short')); continue
+        res.n_augmentable += 1
+        for op in self.ops:
+            res.op_in[op] += self.n_per_op
+            for k in range(self.n_per_op):
+                if op in MODEL_OPS:   # generated below, in batches; the row keeps its place
+                    pending[op].append((len(cands), text, _stable_seed(f'{self.seed}:{sid}:{op}:{k}')))
+                    cands.append(dict(id=f'{sid}:{op}:{k}', source_id=sid, op=op, text=None, **extra)); sources.append(text); continue
+                if zh and op in ENGLISH_ONLY_OPS:
+                    res.skipped.append(dict(source_id=sid, op=op, reason='augment:unsupported_language')); continue
+                out = self._augment_one(tokens, zh, op, random.Random(f'{self.seed}:{sid}:{op}:{k}'), neighbours)
+                new = None if out is None else detokenize(out, zh)
+                if new is None or new == text:
+                    res.skipped.append(dict(source_id=sid, op=op, reason='augment:unchanged')); continue
+                cands.append(dict(id=f'{sid}:{op}:{k}', source_id=sid, op=op, text=new, **extra)); sources.append(text)
+    self._run_models(pending, cands, res)
+    keep = self._guard(cands, sources, inputs, res)
+    res.rows = [c for c, k in zip(cands, keep) if k]
+    return res
+
+# %% ../../nbs/17_augment.ipynb #4632fc4d
+@patch
+def _run_models(self: TextAugmenter, pending, cands, res):
+    "Fill in the texts of the model operators' rows, a batch at a time; a failing batch becomes skipped rows."
+    for op, todo in pending.items():
+        model = self.paraphraser if op == 'paraphrase' else self.back_translator
+        for s in range(0, len(todo), self.batch_size):
+            batch = todo[s:s + self.batch_size]
+            try:
+                outs = list(model([t for _, t, _ in batch], [seed for _, _, seed in batch]))
+                if len(outs) != len(batch): raise ValueError(f'{model!r} returned {len(outs)} texts for {len(batch)}')
+                error = None
+            except Exception as e:   # a model failure costs its batch, not the run
+                outs, error = [None] * len(batch), f'{type(e).__name__}: {e}'
+            for (i, text, _), new in zip(batch, outs):
+                c = cands[i]
+                new = ' '.join(new.split()) if isinstance(new, str) else None
+                reason = 'augment:model_error' if error else 'augment:empty_output' if not new else \
+                         'augment:unchanged' if new == ' '.join(text.split()) else None
+                if reason:
+                    res.skipped.append(dict(source_id=c['source_id'], op=op, reason=reason, **({'detail': error} if error else {})))
+                    c['text'] = None
+                else: c['text'] = new
+
+# %% ../../nbs/17_augment.ipynb #dd5d64e1
+@patch
+def _guard(self: TextAugmenter, cands, sources, inputs, res) -> list[bool]:
+    "Which candidates to keep: duplicates of an input text, then drift, then duplicates of an earlier kept augmented row."
+    keep = [c['text'] is not None for c in cands]
+    def drop(i, reason, **info):
+        c, keep[i] = cands[i], False
+        res.skipped.append(dict(source_id=c['source_id'], op=c['op'], reason=reason, id=c['id'], text=c['text'], **info))
+    if self.drop_duplicates:   # cheap and unambiguous, so first: no need to embed these
+        seen = {}
+        for n, (sid, _) in zip(normalized_texts([t for _, t in inputs]), inputs): seen.setdefault(n, f'input row {sid}')
+        alive = [i for i, k in enumerate(keep) if k]
+        norm = dict(zip(alive, normalized_texts([cands[i]['text'] for i in alive])))
+        for i in alive:
+            if norm[i] in seen: drop(i, 'guard:duplicate', detail=f'same text as {seen[norm[i]]}')
+    if self.min_similarity:
+        alive = [i for i, k in enumerate(keep) if k]
+        sims = similarities([sources[i] for i in alive], [cands[i]['text'] for i in alive], self.model, self.device, self.batch_size)
+        for i, sim in zip(alive, sims.tolist()):
+            if sim < self.min_similarity:
+                drop(i, 'guard:drift', similarity=round(sim, 4), detail=f'cosine {sim:.3f} < min_similarity {self.min_similarity}')
+    if self.drop_duplicates:   # among the survivors, the first of equal augmented texts stays
+        for i in [i for i, k in enumerate(keep) if k]:
+            if norm[i] in seen: drop(i, 'guard:duplicate', detail=f'same text as {seen[norm[i]]}')
+            else: seen[norm[i]] = f"augmented row {cands[i]['id']}"
+    return keep
+
+# %% ../../nbs/17_augment.ipynb #7c82176c
 class EDAAugmenter(TextAugmenter):
     "EDA (Wei & Zou 2019) augmentation of English or Chinese texts, deterministic per seed and source id; no guards by default."
     allowed_ops = OPS

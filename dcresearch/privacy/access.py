@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fastcore.basics import patch
 
 from ..core import data_dir, get_logger, write_atomic
 from .keys import EncryptionKeyError, KEY_BYTES, key_id, load_key, read_key_file
@@ -72,10 +73,11 @@ class Policy:
 
     def __repr__(self): return f'Policy({self.source}: {self.roles})'
 
-# %% ../../nbs/14a_access.ipynb #f9c0df87
+# %% ../../nbs/14a_access.ipynb #a1a6a36a
 AUDIT_COLUMNS = {'time': 'TIMESTAMPTZ', 'user': 'VARCHAR', 'roles': 'VARCHAR[]', 'action': 'VARCHAR', 'dataset': 'VARCHAR',
                  'path': 'VARCHAR', 'classification': 'VARCHAR', 'version': 'BIGINT', 'ok': 'BOOLEAN', 'detail': 'VARCHAR',
                  'prev': 'VARCHAR', 'key_id': 'VARCHAR', 'mac': 'VARCHAR'}
+
 AUDIT_DIR = '_audit'
 
 def default_audit_path() -> Path:
@@ -92,6 +94,7 @@ def audit_path_for(dataset: str|Path,  # a dataset directory
         if (d/AUDIT_DIR).is_dir() or d == default: return d/AUDIT_DIR/'audit.jsonl'
     return parent/AUDIT_DIR/'audit.jsonl'
 
+# %% ../../nbs/14a_access.ipynb #2ba06f5d
 def _last_line(f) -> bytes:
     end = f.seek(0, os.SEEK_END); pos, chunk = end, b''
     while pos > 0:
@@ -109,6 +112,7 @@ def lake_key(key: bytes|str|None=None,  # a key given explicitly
         if os.environ.get('DCR_KEY') or os.environ.get('DCR_KEY_FILE'): raise  # set but unusable: say so
         return None
 
+# %% ../../nbs/14a_access.ipynb #ae5f399b
 class AuditLog:
     "An append-only JSONL log of who read or wrote which dataset version, chained with HMACs under the lake key, with a signed head."
     def __init__(self, path: str|Path|None=None,  # JSONL file; default: `default_audit_path()`
@@ -136,84 +140,90 @@ class AuditLog:
         body = f'{count}:{last}'.encode()
         return dict(count=count, last=last, key_id=kid, sig=self._mac(b'head\0' + body, kid))
 
-    def append(self, action: str, dataset: str, path: str|Path, user: str, roles: list[str], classification: str|None,
-               version: int|None, ok: bool, detail: str='') -> dict:
-        "Append one entry (under an exclusive lock), update the signed head, and return the entry."
-        import fcntl
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        kid = key_id(self._key) if self._key is not None else None
-        entry = dict(time=datetime.now(timezone.utc).isoformat(timespec='microseconds'), user=user, roles=list(roles),
-                     action=action, dataset=dataset, path=str(Path(path).absolute()), classification=classification,
-                     version=version, ok=ok, detail=detail)
-        with open(self.path, 'a+b') as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                entry['prev'], entry['key_id'] = self._link(_last_line(f)), kid
-                entry['mac'] = self._mac(canonical_json(entry), kid)
-                try: count = json.loads(self.head_path.read_text())['count']
-                except (OSError, ValueError, KeyError):  # no head yet (a new log, or one from before heads): count the lines
-                    f.seek(0); count = sum(1 for l in f if l.strip())
-                f.seek(0, os.SEEK_END)
-                f.write(json.dumps(entry, ensure_ascii=False).encode() + b'\n'); f.flush(); os.fsync(f.fileno())
-                write_atomic(self.head_path, json.dumps(self._head(count + 1, entry['mac'], kid)).encode())
-            finally: fcntl.flock(f, fcntl.LOCK_UN)
-        return entry
+# %% ../../nbs/14a_access.ipynb #c5f599ac
+@patch
+def append(self: AuditLog, action: str, dataset: str, path: str|Path, user: str, roles: list[str], classification: str|None,
+           version: int|None, ok: bool, detail: str='') -> dict:
+    "Append one entry (under an exclusive lock), update the signed head, and return the entry."
+    import fcntl
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    kid = key_id(self._key) if self._key is not None else None
+    entry = dict(time=datetime.now(timezone.utc).isoformat(timespec='microseconds'), user=user, roles=list(roles),
+                 action=action, dataset=dataset, path=str(Path(path).absolute()), classification=classification,
+                 version=version, ok=ok, detail=detail)
+    with open(self.path, 'a+b') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            entry['prev'], entry['key_id'] = self._link(_last_line(f)), kid
+            entry['mac'] = self._mac(canonical_json(entry), kid)
+            try: count = json.loads(self.head_path.read_text())['count']
+            except (OSError, ValueError, KeyError):  # no head yet (a new log, or one from before heads): count the lines
+                f.seek(0); count = sum(1 for l in f if l.strip())
+            f.seek(0, os.SEEK_END)
+            f.write(json.dumps(entry, ensure_ascii=False).encode() + b'\n'); f.flush(); os.fsync(f.fileno())
+            write_atomic(self.head_path, json.dumps(self._head(count + 1, entry['mac'], kid)).encode())
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+    return entry
 
-    def verify(self) -> list[str]:
-        "Problems in the chain (`line N: ...`) and the head: edited, inserted, removed or cut-off entries. Empty when intact."
-        if not self.path.is_file(): return []
-        problems, prev_line, prev_mac, n, unchecked = [], b'', '', 0, 0
-        mine, seen_mine = (key_id(self._key) if self._key is not None else None), False
-        for i, line in enumerate(self.path.read_bytes().splitlines(), 1):
-            if not line.strip(): continue
-            n += 1
-            try: e = json.loads(line)
-            except json.JSONDecodeError: problems.append(f'{self.path}:{i}: not a JSON entry'); prev_line, prev_mac = line, ''; continue
-            want_prev = prev_mac or (hashlib.sha256(prev_line).hexdigest() if prev_line else '')
-            if e.get('prev', '') != want_prev:
-                problems.append(f'{self.path}:{i}: does not follow line {i - 1} (an entry was edited, inserted or removed)')
-            if mine and e.get('key_id') == mine: seen_mine = True
-            elif seen_mine and 'mac' in e and e.get('key_id') is None:
-                problems.append(f'{self.path}:{i}: written without the lake key after entries made with it')
-            if 'mac' in e:
-                mac = self._mac(canonical_json({k: v for k, v in e.items() if k != 'mac'}), e.get('key_id'))
-                if mac is None: unchecked += 1
-                elif not hmac.compare_digest(mac, e['mac'] or ''):
-                    problems.append(f'{self.path}:{i}: its MAC does not match its content (the entry was edited or forged)')
-            prev_line, prev_mac = line, e.get('mac') or ''
-        try: head = json.loads(self.head_path.read_text())
-        except (OSError, ValueError): head = None
-        if head is None:
-            if n and prev_mac: problems.append(f'{self.head_path}: missing, so a cut-off end cannot be ruled out')
-        else:
-            sig = self._mac(b'head\0' + f"{head.get('count')}:{head.get('last')}".encode(), head.get('key_id'))
-            if sig is not None and not hmac.compare_digest(sig, head.get('sig') or ''):
-                problems.append(f'{self.head_path}: signature does not match (the head was edited)')
-            if seen_mine and head.get('key_id') != mine: problems.append(f'{self.head_path}: not signed with the lake key')
-            if head.get('count') != n or head.get('last') != prev_mac:
-                problems.append(f'{self.path}: the head records {head.get("count")} entries, the log has {n} '
-                                '(entries were cut off the end, or appended around the log)')
-        if unchecked: get_logger('dcresearch.privacy').warning(f'{self.path}: {unchecked} entries are keyed with another key or '
-                                                             'none is set (DCR_KEY_FILE): their MACs were not checked')
-        return problems
-
-    def query(self, where: str|None=None,  # DuckDB SQL condition, e.g. "action = 'read' AND NOT ok"
-             ) -> pd.DataFrame:
-        "The log's entries (matching `where`) as a DataFrame, oldest first."
-        import duckdb
-        if not self.path.is_file() or not self.path.stat().st_size:
-            return pd.DataFrame({c: pd.Series(dtype='datetime64[us, UTC]' if c == 'time' else object) for c in AUDIT_COLUMNS})
-        con = duckdb.connect(); con.execute("SET TimeZone = 'UTC'")
-        cols = '{' + ', '.join(f"'{k}': '{v}'" for k, v in AUDIT_COLUMNS.items()) + '}'
-        path = str(self.path).replace("'", "''")
-        q = f"SELECT * FROM read_json('{path}', format='newline_delimited', columns={cols}, ignore_errors=true)"
-        return con.sql(q + (f' WHERE {where}' if where else '') + ' ORDER BY time').to_arrow_table().to_pandas()
+# %% ../../nbs/14a_access.ipynb #afc64181
+@patch
+def query(self: AuditLog, where: str|None=None,  # DuckDB SQL condition, e.g. "action = 'read' AND NOT ok"
+         ) -> pd.DataFrame:
+    "The log's entries (matching `where`) as a DataFrame, oldest first."
+    import duckdb
+    if not self.path.is_file() or not self.path.stat().st_size:
+        return pd.DataFrame({c: pd.Series(dtype='datetime64[us, UTC]' if c == 'time' else object) for c in AUDIT_COLUMNS})
+    con = duckdb.connect(); con.execute("SET TimeZone = 'UTC'")
+    cols = '{' + ', '.join(f"'{k}': '{v}'" for k, v in AUDIT_COLUMNS.items()) + '}'
+    path = str(self.path).replace("'", "''")
+    q = f"SELECT * FROM read_json('{path}', format='newline_delimited', columns={cols}, ignore_errors=true)"
+    return con.sql(q + (f' WHERE {where}' if where else '') + ' ORDER BY time').to_arrow_table().to_pandas()
 
 def audit_log(where: str|None=None,  # DuckDB SQL condition on the columns of `AUDIT_COLUMNS`
               path: str|Path|None=None,  # audit log file; default: `default_audit_path()`
              ) -> pd.DataFrame:
     "Audit log entries as a DataFrame (DuckDB over the JSONL), oldest first."
     return AuditLog(path).query(where)
+
+# %% ../../nbs/14a_access.ipynb #d35a1136
+@patch
+def verify(self: AuditLog) -> list[str]:
+    "Problems in the chain (`line N: ...`) and the head: edited, inserted, removed or cut-off entries. Empty when intact."
+    if not self.path.is_file(): return []
+    problems, prev_line, prev_mac, n, unchecked = [], b'', '', 0, 0
+    mine, seen_mine = (key_id(self._key) if self._key is not None else None), False
+    for i, line in enumerate(self.path.read_bytes().splitlines(), 1):
+        if not line.strip(): continue
+        n += 1
+        try: e = json.loads(line)
+        except json.JSONDecodeError: problems.append(f'{self.path}:{i}: not a JSON entry'); prev_line, prev_mac = line, ''; continue
+        want_prev = prev_mac or (hashlib.sha256(prev_line).hexdigest() if prev_line else '')
+        if e.get('prev', '') != want_prev:
+            problems.append(f'{self.path}:{i}: does not follow line {i - 1} (an entry was edited, inserted or removed)')
+        if mine and e.get('key_id') == mine: seen_mine = True
+        elif seen_mine and 'mac' in e and e.get('key_id') is None:
+            problems.append(f'{self.path}:{i}: written without the lake key after entries made with it')
+        if 'mac' in e:
+            mac = self._mac(canonical_json({k: v for k, v in e.items() if k != 'mac'}), e.get('key_id'))
+            if mac is None: unchecked += 1
+            elif not hmac.compare_digest(mac, e['mac'] or ''):
+                problems.append(f'{self.path}:{i}: its MAC does not match its content (the entry was edited or forged)')
+        prev_line, prev_mac = line, e.get('mac') or ''
+    try: head = json.loads(self.head_path.read_text())
+    except (OSError, ValueError): head = None
+    if head is None:
+        if n and prev_mac: problems.append(f'{self.head_path}: missing, so a cut-off end cannot be ruled out')
+    else:
+        sig = self._mac(b'head\0' + f"{head.get('count')}:{head.get('last')}".encode(), head.get('key_id'))
+        if sig is not None and not hmac.compare_digest(sig, head.get('sig') or ''):
+            problems.append(f'{self.head_path}: signature does not match (the head was edited)')
+        if seen_mine and head.get('key_id') != mine: problems.append(f'{self.head_path}: not signed with the lake key')
+        if head.get('count') != n or head.get('last') != prev_mac:
+            problems.append(f'{self.path}: the head records {head.get("count")} entries, the log has {n} '
+                            '(entries were cut off the end, or appended around the log)')
+    if unchecked: get_logger('dcresearch.privacy').warning(f'{self.path}: {unchecked} entries are keyed with another key or '
+                                                         'none is set (DCR_KEY_FILE): their MACs were not checked')
+    return problems
 
 # %% ../../nbs/14a_access.ipynb #6c909be2
 POLICY_FILE = '_dcr_policy.json'
@@ -283,7 +293,7 @@ class Dataset:
         from dcresearch.lake import delta_dataset
         return delta_dataset(self.path/self.table if self.kind == 'stage' else self.path, self.version).to_table(columns=columns)
 
-# %% ../../nbs/14a_access.ipynb #41735e38
+# %% ../../nbs/14a_access.ipynb #c71fa845
 def _damaged_files(path: Path, kind: str, version: int|None, table: str='records') -> list[str]:
     "Data files of a dataset version that are missing, or not the size its Delta log or manifest records (cheap: no data read)."
     if kind == 'encrypted':
@@ -296,6 +306,7 @@ def _damaged_files(path: Path, kind: str, version: int|None, table: str='records
             for rel, size in zip(adds['path'].to_pylist(), adds['size_bytes'].to_pylist())
             if not (uri/rel).is_file() or (uri/rel).stat().st_size != size]
 
+# %% ../../nbs/14a_access.ipynb #822184e0
 class Catalog:
     "Classification, role checks and the audit trail: open and write datasets through it."
     def __init__(self, policy: str|Path|dict|Policy|None=None,  # policy file or dict; default: `Policy.load()`
@@ -313,110 +324,51 @@ class Catalog:
         log.append(action, info['name'], info['path'], current_user(self.user), current_roles(self.roles),
                    info.get('classification'), info.get('version') if version is None else version, ok, detail)
 
-    def check(self, info: dict, action: str='read'):
-        "Raise `AccessDenied` (and audit the refusal) unless the user's roles may read the dataset in `info`."
-        policy, roles, user = Policy.load(self.policy), current_roles(self.roles), current_user(self.user)
-        allowed = policy.allowed_roles(info['classification'], info['name'], info['path'], info.get('roles'))
-        if '*' in allowed or set(roles) & set(allowed): return
-        need = ' or '.join(allowed) if allowed else 'a role that no policy grants yet'
-        msg = (f"{user} may not {action} dataset {info['name']!r} ({info['path']}): it is classified {info['classification']} "
-               f"and needs role {need}; {user}'s roles are {roles or 'none'}. Ask a data steward to grant the role in the "
-               f"{policy.source}, then set DCR_ROLES={allowed[0] if allowed else 'ROLE'}")
-        self._log(action, info, False, msg)
-        raise AccessDenied(msg)
+# %% ../../nbs/14a_access.ipynb #5a8d5d00
+@patch
+def check(self: Catalog, info: dict, action: str='read'):
+    "Raise `AccessDenied` (and audit the refusal) unless the user's roles may read the dataset in `info`."
+    policy, roles, user = Policy.load(self.policy), current_roles(self.roles), current_user(self.user)
+    allowed = policy.allowed_roles(info['classification'], info['name'], info['path'], info.get('roles'))
+    if '*' in allowed or set(roles) & set(allowed): return
+    need = ' or '.join(allowed) if allowed else 'a role that no policy grants yet'
+    msg = (f"{user} may not {action} dataset {info['name']!r} ({info['path']}): it is classified {info['classification']} "
+           f"and needs role {need}; {user}'s roles are {roles or 'none'}. Ask a data steward to grant the role in the "
+           f"{policy.source}, then set DCR_ROLES={allowed[0] if allowed else 'ROLE'}")
+    self._log(action, info, False, msg)
+    raise AccessDenied(msg)
 
-    def open(self, path: str|Path,  # stage directory, Delta table or encrypted dataset
-             version: int|None=None,  # Delta version to read (time travel); default: the latest
-             table: str='records',  # table of a stage directory to read
-            ) -> Dataset:
-        "Check the user may read the dataset at `path`, audit it, and return it pinned to the version checked."
-        try: info = dataset_info(path)
-        except (DecryptionError, ValueError) as e:  # a manifest or policy file that does not parse: on record, then raised
-            self._log('read', dict(name=Path(path).absolute().name, path=str(path)), False, str(e)); raise
-        if info['kind'] == 'stage' and table != 'records':
-            from dcresearch.lake import stage_tables, stage_version
-            if table not in stage_tables(path): raise FileNotFoundError(f'{path} has no {table!r} table; it has {sorted(stage_tables(path))}')
-            info['version'] = stage_version(path, table)
-        if version is not None:
-            if info['kind'] == 'encrypted' and version != info['version']:
-                raise ValueError(f'{path} keeps only its latest version ({info["version"]}); version {version} is not available')
-            info['version'] = version
-        self.check(info, 'read')
-        if info['classification'] == 'restricted' and info['kind'] != 'encrypted':
-            get_logger('dcresearch.privacy').warning(f'{path} is classified restricted but stored in plaintext: encrypt it with `dcr encrypt`')
-        key = None
-        if info['kind'] == 'encrypted':
-            try: key = load_key(self.key); _authenticated_manifest(Path(path), key)  # a wrong key fails here, not mid-read
-            except (EncryptionKeyError, DecryptionError) as e: self._log('read', info, False, str(e)); raise
-        if damaged := _damaged_files(Path(path), info['kind'], info['version'], table):
-            msg = f'{path}: data files missing or damaged: {"; ".join(damaged[:5])}; restore them from a backup'
-            self._log('read', info, False, msg); raise DecryptionError(msg)
-        self._log('read', info, True)
-        return Dataset(Path(path), info['name'], info['kind'], info['classification'], info['version'], table, key,
-                       on_error=lambda msg: self._log('read', info, False, msg))
-
-    def classify(self, path: str|Path,  # dataset to classify
-                 level: str,  # public, internal or restricted
-                 roles: list[str]|None=None,  # only these roles may read it (default: the policy's roles for `level`)
-                 name: str|None=None,  # name the policy and the audit log use; default: the directory name
-                ) -> dict:
-        "Set the classification (and reading roles) of the dataset at `path`; only someone who may read it can."
-        if level not in CLASSIFICATIONS: raise ValueError(f'classification {level!r} is not one of {CLASSIFICATIONS}')
-        info = dataset_info(path)
-        self.check(info, 'classify')
-        if level == 'restricted' and info['kind'] != 'encrypted':
-            raise ValueError(f'{path} is stored in plaintext: restricted datasets must be encrypted; run `dcr encrypt {path} OUT` '
-                             'and classify the encrypted copy')
-        if info['kind'] == 'encrypted' and CLASSIFICATIONS.index(level) < CLASSIFICATIONS.index(read_manifest(path)['classification']):
-            raise ValueError(f'{path} was encrypted as {read_manifest(path)["classification"]}; its classification cannot be lowered in '
-                             'place: write a new encrypted dataset with the lower classification')
-        doc = dict(classification=level, roles=sorted(roles or []), name=name or info['name'], classified_by=current_user(self.user),
-                   classified_at=datetime.now(timezone.utc).isoformat(timespec='seconds'))
-        write_atomic(Path(path)/POLICY_FILE, json.dumps(doc, indent=1).encode())
-        self._log('classify', dict(info, classification=level), True, f"{info['classification']} -> {level}")
-        return doc
-
-    def write(self, path: str|Path,  # dataset directory to write (Delta table, or encrypted dataset)
-              tables: pa.Table|Iterable[pa.Table],  # rows to write
-              classification: str='internal',  # public, internal or restricted
-              roles: list[str]|None=None,  # only these roles may read it
-              encrypt: bool|None=None,  # default: encrypt exactly when restricted; restricted cannot be plaintext
-              schema: pa.Schema|None=None,  # needed when `tables` may be empty
-              source: dict|None=None,  # provenance recorded with encrypted datasets
-             ) -> int:
-        "Write a classified dataset (encrypted when restricted), audit it, and return its new version."
-        if classification not in CLASSIFICATIONS: raise ValueError(f'classification {classification!r} is not one of {CLASSIFICATIONS}')
-        encrypt = classification == 'restricted' if encrypt is None else encrypt
-        if classification == 'restricted' and not encrypt:
-            raise ValueError(f'{path}: restricted datasets must be encrypted; call write with encrypt=True (key from DCR_KEY or DCR_KEY_FILE)')
-        path = Path(path)
-        if is_encrypted_dataset(path) and not encrypt:
-            raise ValueError(f'{path} is an encrypted dataset: write it encrypted, or write the plaintext to another directory')
-        if (path/POLICY_FILE).exists() or is_encrypted_dataset(path) or (path/'_delta_log').is_dir():
-            self.check(dataset_info(path), 'overwrite')  # replacing data you may not read is refused too
-        name = path.absolute().name
-        if encrypt: version = write_encrypted(tables, path, load_key(self.key), classification=classification, schema=schema, source=source)['version']
-        else:
-            from dcresearch.lake import write_delta
-            version = write_delta(path, tables, schema=schema)
-        doc = dict(classification=classification, roles=sorted(roles or []), name=name, classified_by=current_user(self.user),
-                   classified_at=datetime.now(timezone.utc).isoformat(timespec='seconds'))
-        write_atomic(path/POLICY_FILE, json.dumps(doc, indent=1).encode())
-        self._log('write', dict(dataset_info(path)), True, 'encrypted' if encrypt else 'plaintext', version)
-        return version
-
-    def datasets(self, root: str|Path|None=None,  # directory to search; default: data/lake
-                ) -> pd.DataFrame:
-        "Every dataset under `root` with its kind, classification, roles and version (no data is read, nothing audited)."
-        root = Path(root) if root is not None else data_dir()/'lake'
-        rows, todo = [], [root] if root.is_dir() else []
-        while todo:
-            d = todo.pop()
-            try: rows.append(dataset_info(d)); continue
-            except FileNotFoundError: pass
-            todo += sorted((p for p in d.iterdir() if p.is_dir() and not p.name.startswith(('_', '.'))), reverse=True)
-        cols = ['name', 'path', 'kind', 'classification', 'classified', 'roles', 'version']
-        return pd.DataFrame(rows, columns=cols).sort_values('path', ignore_index=True)
+# %% ../../nbs/14a_access.ipynb #adf4c1b7
+@patch
+def open(self: Catalog, path: str|Path,  # stage directory, Delta table or encrypted dataset
+         version: int|None=None,  # Delta version to read (time travel); default: the latest
+         table: str='records',  # table of a stage directory to read
+        ) -> Dataset:
+    "Check the user may read the dataset at `path`, audit it, and return it pinned to the version checked."
+    try: info = dataset_info(path)
+    except (DecryptionError, ValueError) as e:  # a manifest or policy file that does not parse: on record, then raised
+        self._log('read', dict(name=Path(path).absolute().name, path=str(path)), False, str(e)); raise
+    if info['kind'] == 'stage' and table != 'records':
+        from dcresearch.lake import stage_tables, stage_version
+        if table not in stage_tables(path): raise FileNotFoundError(f'{path} has no {table!r} table; it has {sorted(stage_tables(path))}')
+        info['version'] = stage_version(path, table)
+    if version is not None:
+        if info['kind'] == 'encrypted' and version != info['version']:
+            raise ValueError(f'{path} keeps only its latest version ({info["version"]}); version {version} is not available')
+        info['version'] = version
+    self.check(info, 'read')
+    if info['classification'] == 'restricted' and info['kind'] != 'encrypted':
+        get_logger('dcresearch.privacy').warning(f'{path} is classified restricted but stored in plaintext: encrypt it with `dcr encrypt`')
+    key = None
+    if info['kind'] == 'encrypted':
+        try: key = load_key(self.key); _authenticated_manifest(Path(path), key)  # a wrong key fails here, not mid-read
+        except (EncryptionKeyError, DecryptionError) as e: self._log('read', info, False, str(e)); raise
+    if damaged := _damaged_files(Path(path), info['kind'], info['version'], table):
+        msg = f'{path}: data files missing or damaged: {"; ".join(damaged[:5])}; restore them from a backup'
+        self._log('read', info, False, msg); raise DecryptionError(msg)
+    self._log('read', info, True)
+    return Dataset(Path(path), info['name'], info['kind'], info['classification'], info['version'], table, key,
+                   on_error=lambda msg: self._log('read', info, False, msg))
 
 # %% ../../nbs/14a_access.ipynb #4487fbbe
 def open_dataset(path: str|Path,  # stage directory, Delta table or encrypted dataset
@@ -436,6 +388,75 @@ def classify(path: str|Path,  # dataset directory (stage directory, Delta table 
             ) -> dict:
     "Classify the dataset at PATH (written to its _dcr_policy.json and the audit log)."
     return Catalog(user=user).classify(path, level, roles)
+
+# %% ../../nbs/14a_access.ipynb #4b1320ad
+@patch
+def write(self: Catalog, path: str|Path,  # dataset directory to write (Delta table, or encrypted dataset)
+          tables: pa.Table|Iterable[pa.Table],  # rows to write
+          classification: str='internal',  # public, internal or restricted
+          roles: list[str]|None=None,  # only these roles may read it
+          encrypt: bool|None=None,  # default: encrypt exactly when restricted; restricted cannot be plaintext
+          schema: pa.Schema|None=None,  # needed when `tables` may be empty
+          source: dict|None=None,  # provenance recorded with encrypted datasets
+         ) -> int:
+    "Write a classified dataset (encrypted when restricted), audit it, and return its new version."
+    if classification not in CLASSIFICATIONS: raise ValueError(f'classification {classification!r} is not one of {CLASSIFICATIONS}')
+    encrypt = classification == 'restricted' if encrypt is None else encrypt
+    if classification == 'restricted' and not encrypt:
+        raise ValueError(f'{path}: restricted datasets must be encrypted; call write with encrypt=True (key from DCR_KEY or DCR_KEY_FILE)')
+    path = Path(path)
+    if is_encrypted_dataset(path) and not encrypt:
+        raise ValueError(f'{path} is an encrypted dataset: write it encrypted, or write the plaintext to another directory')
+    if (path/POLICY_FILE).exists() or is_encrypted_dataset(path) or (path/'_delta_log').is_dir():
+        self.check(dataset_info(path), 'overwrite')  # replacing data you may not read is refused too
+    name = path.absolute().name
+    if encrypt: version = write_encrypted(tables, path, load_key(self.key), classification=classification, schema=schema, source=source)['version']
+    else:
+        from dcresearch.lake import write_delta
+        version = write_delta(path, tables, schema=schema)
+    doc = dict(classification=classification, roles=sorted(roles or []), name=name, classified_by=current_user(self.user),
+               classified_at=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+    write_atomic(path/POLICY_FILE, json.dumps(doc, indent=1).encode())
+    self._log('write', dict(dataset_info(path)), True, 'encrypted' if encrypt else 'plaintext', version)
+    return version
+
+# %% ../../nbs/14a_access.ipynb #fa3f5ff7
+@patch
+def classify(self: Catalog, path: str|Path,  # dataset to classify
+             level: str,  # public, internal or restricted
+             roles: list[str]|None=None,  # only these roles may read it (default: the policy's roles for `level`)
+             name: str|None=None,  # name the policy and the audit log use; default: the directory name
+            ) -> dict:
+    "Set the classification (and reading roles) of the dataset at `path`; only someone who may read it can."
+    if level not in CLASSIFICATIONS: raise ValueError(f'classification {level!r} is not one of {CLASSIFICATIONS}')
+    info = dataset_info(path)
+    self.check(info, 'classify')
+    if level == 'restricted' and info['kind'] != 'encrypted':
+        raise ValueError(f'{path} is stored in plaintext: restricted datasets must be encrypted; run `dcr encrypt {path} OUT` '
+                         'and classify the encrypted copy')
+    if info['kind'] == 'encrypted' and CLASSIFICATIONS.index(level) < CLASSIFICATIONS.index(read_manifest(path)['classification']):
+        raise ValueError(f'{path} was encrypted as {read_manifest(path)["classification"]}; its classification cannot be lowered in '
+                         'place: write a new encrypted dataset with the lower classification')
+    doc = dict(classification=level, roles=sorted(roles or []), name=name or info['name'], classified_by=current_user(self.user),
+               classified_at=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+    write_atomic(Path(path)/POLICY_FILE, json.dumps(doc, indent=1).encode())
+    self._log('classify', dict(info, classification=level), True, f"{info['classification']} -> {level}")
+    return doc
+
+# %% ../../nbs/14a_access.ipynb #567a5eae
+@patch
+def datasets(self: Catalog, root: str|Path|None=None,  # directory to search; default: data/lake
+            ) -> pd.DataFrame:
+    "Every dataset under `root` with its kind, classification, roles and version (no data is read, nothing audited)."
+    root = Path(root) if root is not None else data_dir()/'lake'
+    rows, todo = [], [root] if root.is_dir() else []
+    while todo:
+        d = todo.pop()
+        try: rows.append(dataset_info(d)); continue
+        except FileNotFoundError: pass
+        todo += sorted((p for p in d.iterdir() if p.is_dir() and not p.name.startswith(('_', '.'))), reverse=True)
+    cols = ['name', 'path', 'kind', 'classification', 'classified', 'roles', 'version']
+    return pd.DataFrame(rows, columns=cols).sort_values('path', ignore_index=True)
 
 # %% ../../nbs/14a_access.ipynb #41634a24
 def encrypt_stage(stage_dir: str|Path,  # stage directory written by the pipeline

@@ -61,7 +61,7 @@ class PrivacyBudget:
 
     def __repr__(self): return f'PrivacyBudget(epsilon={self.epsilon:g}, spent={self.spent:g}, releases={len(self.releases)})'
 
-# %% ../../nbs/14b_dp.ipynb #533f8f59
+# %% ../../nbs/14b_dp.ipynb #0082ed4f
 def _release(trans, epsilon: float, budget: PrivacyBudget|None, query: str, data):
     "Add Laplace noise to OpenDP transformation `trans` calibrated to `epsilon` for the budget's unit, spend what the privacy map says, run once."
     dp = _opendp()
@@ -83,6 +83,7 @@ def _floats(values, query: str) -> list[float]:
     if np.isnan(a).any(): raise ValueError(f'{query}: {int(np.isnan(a).sum())} value(s) are NaN/null; drop or impute them first')
     return a.tolist()
 
+# %% ../../nbs/14b_dp.ipynb #e48ecdb6
 def dp_count(values,  # one entry per record (any values; only their number matters)
              epsilon: float,  # ε to spend
              budget: PrivacyBudget|None=None,  # budget to charge; None: an unaccounted one-off release
@@ -94,6 +95,7 @@ def dp_count(values,  # one entry per record (any values; only their number matt
     noisy, _ = _release(count, epsilon, budget, 'count', [True] * n)
     return max(0, int(noisy))
 
+# %% ../../nbs/14b_dp.ipynb #2efabff9
 def dp_mean(values,  # one number per record
             lower: float,  # clipping bound: smaller values count as `lower`
             upper: float,  # clipping bound: larger values count as `upper`
@@ -111,6 +113,7 @@ def dp_mean(values,  # one number per record
     count, _ = _release(dp.t.make_count(dom, sd), epsilon / 2, budget, 'mean: count', xs)
     return float('nan') if count < 1 else float(np.clip(total / count, lower, upper))
 
+# %% ../../nbs/14b_dp.ipynb #0d8e9eb2
 def dp_histogram(values,  # one number per record
                  bins: list[float],  # bin edges, fixed in advance (increasing)
                  epsilon: float,  # ε to spend
@@ -127,6 +130,7 @@ def dp_histogram(values,  # one number per record
     counts, _ = _release(binned, epsilon, budget, 'histogram', xs)
     return pd.DataFrame(dict(lower=[-math.inf] + edges, upper=edges + [math.inf], count=np.maximum(0, np.asarray(counts, dtype=np.int64))))
 
+# %% ../../nbs/14b_dp.ipynb #1cf2de43
 def dp_category_counts(values,  # one category (string) per record
                        categories: list[str],  # categories to report, fixed in advance; the rest count as 'other'
                        epsilon: float,  # ε to spend

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import regex
+from fastcore.basics import patch
 import tldextract
 from presidio_analyzer import (AnalyzerEngine, EntityRecognizer, Pattern, PatternRecognizer, RecognizerRegistry,
                                RecognizerResult)
@@ -611,11 +612,10 @@ class PseudonymVault:
 
     def __repr__(self): return f'PseudonymVault({str(self.path)!r})'
 
-# %% ../../nbs/13_pii.ipynb #70345c34
+# %% ../../nbs/13_pii.ipynb #55e49f18
 class RedactPII(Step):
     "Find PII in each record's text (and meta), replace it by an operator, record the spans; quarantine records that fail."
     stage = 'privacy'
-
     def __init__(self, entities: list[str]|None=None,  # entity types to redact; default: `PiiDetector`'s default set
                  operator: str='redact',  # redact, mask, hash or pseudonymise (or pseudonymize)
                  language: str='en',  # language code of the documents
@@ -638,67 +638,72 @@ class RedactPII(Step):
         self._pseudonymiser = Pseudonymiser(load_key(env=key_env, purpose='pseudonymisation')) if operator == 'pseudonymise' else None
         self._vault = PseudonymVault(vault, key_env=vault_key_env) if vault else None
 
-    def __call__(self, table: pa.Table) -> StepResult:
-        texts = table['text'].combine_chunks() if table.num_rows else pa.array([], pa.string())
-        results = self._detector.analyze_batch(texts, errors='return')
-        metas = table['meta'].to_pylist()
-        meta_out, meta_err, mapping = self._redact_metas(metas)
-        new_texts, spans_json, failed = [], [], {}
-        for i, (text, res) in enumerate(zip(texts.to_pylist(), results)):
-            try:
-                if isinstance(res, Exception): raise res
-                if i in meta_err: raise meta_err[i]
-                red, m = redact_text(text, res, self.operator, self._pseudonymiser) if text is not None else (None, {})
-                new_texts.append(red); spans_json.append(json.dumps(res)); mapping.update(m)
-            except Exception as e:
-                failed[i] = e; new_texts.append(None); spans_json.append(None)
-        if self._vault is not None: self._vault.add(mapping)
-        keep = [i not in failed for i in range(table.num_rows)]
-        out = table.set_column(table.schema.get_field_index('text'), 'text', pa.array(new_texts, pa.string()))
-        out = out.set_column(out.schema.get_field_index('meta'), 'meta', pa.array(meta_out, pa.string()))
-        out = out.append_column('pii_spans', pa.array(spans_json, pa.string()))
-        kept = out.filter(pa.array(keep, pa.bool_()))
-        if not failed: return StepResult(kept)
-        rows = []
-        for i, e in failed.items():
-            file, line, _ = split_locator(table['source'][i].as_py())
-            meta = json.loads(metas[i]) if metas[i] else {}
-            rid = {'id': table['id'][i].as_py(), **({'source_id': meta['id']} if isinstance(meta, dict) and 'id' in meta else {})}
-            rows.append(QuarantineRow('privacy', 'privacy:redaction_failed', file, line,
-                                      f'{type(e).__name__}: {str(e)[:300]}', json.dumps(rid, ensure_ascii=False, default=str)))
-        return StepResult(kept, quarantined=quarantine_table(rows))
-
-    def _redact_metas(self, metas: list[str|None]) -> tuple[list[str|None], dict[int, Exception], dict[str, str]]:
-        "Each meta JSON with its string values redacted (or dropped), the failures by row, and the pseudonym map."
-        if self.meta == 'keep': return metas, {}, {}
-        out, errors, where, values, mapping = list(metas), {}, [], [], {}
-        parsed = {}
-        for i, m in enumerate(metas):
-            if not m: continue
-            try: obj = json.loads(m)
-            except ValueError as e: errors[i] = e; continue
-            if self.meta == 'drop':
-                out[i] = json.dumps({'id': obj['id']}, ensure_ascii=False) if isinstance(obj, dict) and 'id' in obj else None
-                continue
-            parsed[i] = obj
-            _walk_strings(obj, lambda path, s: (where.append((i, path)), values.append(s)), top=True)
-        if values:
-            found = self._detector.analyze_batch(values, errors='return')
-            for (i, path), s, res in zip(where, values, found):
-                if i in errors: continue
-                try:
-                    if isinstance(res, Exception): raise res
-                    if res:
-                        red, m = redact_text(s, res, self.operator, self._pseudonymiser)
-                        _set_path(parsed[i], path, red); mapping.update(m)
-                except Exception as e: errors[i] = e
-        for i, obj in parsed.items():
-            if i not in errors: out[i] = json.dumps(obj, ensure_ascii=False)
-        return out, errors, mapping
-
     def __repr__(self):
         return f'RedactPII(operator={self.operator!r}, entities={self.entities}, ner_model={self.ner_model!r}, meta={self.meta!r})'
 
+# %% ../../nbs/13_pii.ipynb #13715dad
+@patch
+def __call__(self: RedactPII, table: pa.Table) -> StepResult:
+    texts = table['text'].combine_chunks() if table.num_rows else pa.array([], pa.string())
+    results = self._detector.analyze_batch(texts, errors='return')
+    metas = table['meta'].to_pylist()
+    meta_out, meta_err, mapping = self._redact_metas(metas)
+    new_texts, spans_json, failed = [], [], {}
+    for i, (text, res) in enumerate(zip(texts.to_pylist(), results)):
+        try:
+            if isinstance(res, Exception): raise res
+            if i in meta_err: raise meta_err[i]
+            red, m = redact_text(text, res, self.operator, self._pseudonymiser) if text is not None else (None, {})
+            new_texts.append(red); spans_json.append(json.dumps(res)); mapping.update(m)
+        except Exception as e:
+            failed[i] = e; new_texts.append(None); spans_json.append(None)
+    if self._vault is not None: self._vault.add(mapping)
+    keep = [i not in failed for i in range(table.num_rows)]
+    out = table.set_column(table.schema.get_field_index('text'), 'text', pa.array(new_texts, pa.string()))
+    out = out.set_column(out.schema.get_field_index('meta'), 'meta', pa.array(meta_out, pa.string()))
+    out = out.append_column('pii_spans', pa.array(spans_json, pa.string()))
+    kept = out.filter(pa.array(keep, pa.bool_()))
+    if not failed: return StepResult(kept)
+    rows = []
+    for i, e in failed.items():
+        file, line, _ = split_locator(table['source'][i].as_py())
+        meta = json.loads(metas[i]) if metas[i] else {}
+        rid = {'id': table['id'][i].as_py(), **({'source_id': meta['id']} if isinstance(meta, dict) and 'id' in meta else {})}
+        rows.append(QuarantineRow('privacy', 'privacy:redaction_failed', file, line,
+                                  f'{type(e).__name__}: {str(e)[:300]}', json.dumps(rid, ensure_ascii=False, default=str)))
+    return StepResult(kept, quarantined=quarantine_table(rows))
+
+# %% ../../nbs/13_pii.ipynb #1fa89157
+@patch
+def _redact_metas(self: RedactPII, metas: list[str|None]) -> tuple[list[str|None], dict[int, Exception], dict[str, str]]:
+    "Each meta JSON with its string values redacted (or dropped), the failures by row, and the pseudonym map."
+    if self.meta == 'keep': return metas, {}, {}
+    out, errors, where, values, mapping = list(metas), {}, [], [], {}
+    parsed = {}
+    for i, m in enumerate(metas):
+        if not m: continue
+        try: obj = json.loads(m)
+        except ValueError as e: errors[i] = e; continue
+        if self.meta == 'drop':
+            out[i] = json.dumps({'id': obj['id']}, ensure_ascii=False) if isinstance(obj, dict) and 'id' in obj else None
+            continue
+        parsed[i] = obj
+        _walk_strings(obj, lambda path, s: (where.append((i, path)), values.append(s)), top=True)
+    if values:
+        found = self._detector.analyze_batch(values, errors='return')
+        for (i, path), s, res in zip(where, values, found):
+            if i in errors: continue
+            try:
+                if isinstance(res, Exception): raise res
+                if res:
+                    red, m = redact_text(s, res, self.operator, self._pseudonymiser)
+                    _set_path(parsed[i], path, red); mapping.update(m)
+            except Exception as e: errors[i] = e
+    for i, obj in parsed.items():
+        if i not in errors: out[i] = json.dumps(obj, ensure_ascii=False)
+    return out, errors, mapping
+
+# %% ../../nbs/13_pii.ipynb #e4b4a15e
 def _walk_strings(obj, fn, path=(), top=False):
     "Call `fn(path, value)` for every string inside `obj`, except a top-level `id`."
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
