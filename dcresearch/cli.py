@@ -14,9 +14,24 @@ from .io import ReadOptions, input_ids, split_source, write_json_lines
 from .lake import StageLocked
 
 # %% auto #0
-__all__ = ['LAZY_COMMANDS', 'RECIPE_COMMANDS', 'CLI_POSITIONAL', 'COMMANDS', 'USER_ERRORS', 'ingest', 'sample', 'report',
+__all__ = ['LAZY_COMMANDS', 'RECIPE_COMMANDS', 'CLI_POSITIONAL', 'COMMANDS', 'USER_ERRORS', 'sample', 'ingest', 'report',
            'ledger', 'sql', 'StageVerifyError', 'verify', 'clean_decisions', 'clean', 'dedup', 'command_function',
            'command_options', 'default_recipe', 'load_recipe', 'pipeline', 'command_parser', 'check_out', 'main']
+
+# %% ../nbs/07_cli.ipynb #275a5933
+def sample(out: str=None,  # folder to write corpus-*.jsonl into; default: data/sample
+           docs: int=3000,  # number of documents
+           seed: int=0,  # random seed (same seed, same bytes)
+           files: int=4,  # number of JSONL files to spread the corpus over
+           broken: int=6,  # malformed lines to mix in, to show quarantine at work
+           quiet: bool=False,  # print nothing
+          ):
+    "Write the embedded sample corpus (deterministic for a seed)."
+    from dcresearch.sample import write_sample
+    out = out or str(data_dir()/'sample')
+    paths = write_sample(out, n_docs=docs, seed=seed, n_files=files, n_broken=broken)
+    if not quiet: print(f'wrote {docs:,} documents (+{broken} malformed lines) to {len(paths)} file(s) in {out}')
+    return paths
 
 # %% ../nbs/07_cli.ipynb #5ad3d58e
 @delegates_to(ReadOptions)
@@ -49,21 +64,6 @@ def ingest(inputs: list[str],  # files, globs, directories or fsspec URLs to rea
         print(f'\n{out}: {res.n_shards} shard(s)' + (f', {res.resumed_shards} resumed' if res.resumed_shards else '')
               + f', {res.seconds:.1f} s\n{res.ledger}')
     return res
-
-# %% ../nbs/07_cli.ipynb #275a5933
-def sample(out: str=None,  # folder to write corpus-*.jsonl into; default: data/sample
-           docs: int=3000,  # number of documents
-           seed: int=0,  # random seed (same seed, same bytes)
-           files: int=4,  # number of JSONL files to spread the corpus over
-           broken: int=6,  # malformed lines to mix in, to show quarantine at work
-           quiet: bool=False,  # print nothing
-          ):
-    "Write the embedded sample corpus (deterministic for a seed)."
-    from dcresearch.sample import write_sample
-    out = out or str(data_dir()/'sample')
-    paths = write_sample(out, n_docs=docs, seed=seed, n_files=files, n_broken=broken)
-    if not quiet: print(f'wrote {docs:,} documents (+{broken} malformed lines) to {len(paths)} file(s) in {out}')
-    return paths
 
 # %% ../nbs/07_cli.ipynb #668c86b1
 def report(name: str=None,  # report to run (see --list), or a path to an .ipynb
