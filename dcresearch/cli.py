@@ -45,6 +45,8 @@ def ingest(inputs: list[str],  # files, globs, directories or fsspec URLs to rea
            max_doc_bytes: int=1_000_000,  # documents larger than this (UTF-8 bytes) are quarantined
            shard_size: int=5_000,  # input rows per shard (unit of parallel work and of resume)
            workers: int=1,  # worker processes
+           engine: str='local',  # where shards run: 'local' (process pool) or 'ray' (a Ray cluster)
+           ray_address: str=None,  # --engine ray: none starts a local Ray with --workers CPUs; 'auto' or 'ray://host:10001' joins a cluster
            fresh: bool=False,  # discard a partial earlier run instead of resuming it
            quiet: bool=False,  # no progress bar, no ledger printout
            **kwargs):
@@ -59,7 +61,7 @@ def ingest(inputs: list[str],  # files, globs, directories or fsspec URLs to rea
         raise ValueError(f'ingest WARC files in a run of their own (got formats {formats}); give the others to another `dcr ingest`')
     steps = ingest_steps(formats[0]) if formats else []
     res = Pipeline(steps, stage='ingest', workers=workers, shard_size=shard_size, resume=not fresh,
-                   progress=not quiet).run(reader, out)
+                   progress=not quiet, engine=engine, ray_address=ray_address).run(reader, out)
     if not quiet:
         print(f'\n{out}: {res.n_shards} shard(s)' + (f', {res.resumed_shards} resumed' if res.resumed_shards else '')
               + f', {res.seconds:.1f} s\n{res.ledger}')
@@ -171,6 +173,8 @@ def clean(inputs: list[str],  # files/globs, or one stage directory (e.g. data/l
           languages: list[str]=None,  # keep only these languages (e.g. en zh); default: any
           text_field: str='text',  # field holding the text (file inputs)
           workers: int=1,  # worker processes
+          engine: str='local',  # where shards run: 'local' (process pool) or 'ray' (a Ray cluster)
+          ray_address: str=None,  # --engine ray: none starts a local Ray with --workers CPUs; 'auto' or 'ray://host:10001' joins a cluster
           shard_size: int=5_000,  # input rows per shard
           fresh: bool=False,  # discard a partial earlier run instead of resuming it
           quiet: bool=False,  # no progress bar, no ledger printout
@@ -186,7 +190,7 @@ def clean(inputs: list[str],  # files/globs, or one stage directory (e.g. data/l
     filters = default_quality_filters(annotate=annotate)
     with stage_lock(out):
         res = Pipeline(steps + filters, stage='clean', workers=workers, shard_size=shard_size, resume=not fresh,
-                       progress=not quiet).run(source, out)
+                       progress=not quiet, engine=engine, ray_address=ray_address).run(source, out)
         names = [f.name for f in filters] + (['language'] if languages else [])
         path = Path(out)/'decisions.jsonl'
         clean_decisions(out, names, path)
@@ -200,6 +204,8 @@ def dedup(inputs: list[str],  # files/globs, or one stage directory (e.g. data/l
           against: list[str]=None,  # earlier stage directories whose documents are kept (dedup across runs)
           text_field: str='text',  # field holding the text (file inputs)
           workers: int=1,  # worker processes
+          engine: str='local',  # where shards run: 'local' (process pool) or 'ray' (a Ray cluster)
+          ray_address: str=None,  # --engine ray: none starts a local Ray with --workers CPUs; 'auto' or 'ray://host:10001' joins a cluster
           quiet: bool=False,  # no progress bar, no ledger printout
          ):
     "Remove exact and near-duplicate documents; write a stage directory and removed.jsonl."
@@ -208,7 +214,8 @@ def dedup(inputs: list[str],  # files/globs, or one stage directory (e.g. data/l
     from dcresearch.pipeline import open_source
     source = open_source(inputs, text_field=text_field)
     with stage_lock(out):
-        res = dedup_stage(source, out, methods=tuple(methods), reference=against, workers=workers, progress=not quiet)
+        res = dedup_stage(source, out, methods=tuple(methods), reference=against, workers=workers, progress=not quiet,
+                          engine=engine, ray_address=ray_address)
         recs = read_stage_table(out, 'records', ['id', 'source', 'meta'])
         rej = read_stage_table(out, 'rejected')
         user_id = dict(zip(recs['id'].to_pylist() + rej['id'].to_pylist(),
@@ -298,6 +305,8 @@ def load_recipe(recipe: str|Path|dict|None=None) -> list[tuple[str, dict]]:
 def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/reports/default.yaml)
              docs: int=None,  # override the number of sample documents (`sample` stages)
              workers: int=None,  # override worker processes (`ingest` stages)
+             engine: str=None,  # override where shards run, 'local' or 'ray' (stages that take --engine)
+             ray_address: str=None,  # override the Ray cluster to join (stages that take --ray-address)
              quiet: bool=False,  # less output
             ):
     "Run the stages of a recipe in order (default: sample -> ingest -> clean -> dedup -> privacy -> fine-tune, and their reports)."
@@ -307,6 +316,9 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/re
     for i, (cmd, args) in enumerate(stages, 1):
         if cmd == 'sample' and docs is not None: args['docs'] = docs
         if cmd == 'ingest' and workers is not None: args['workers'] = workers
+        takes = command_options(command_function(cmd))
+        if engine is not None and 'engine' in takes: args['engine'] = engine
+        if ray_address is not None and 'ray_address' in takes: args['ray_address'] = ray_address
         if quiet: args['quiet'] = True
         log.info(f'stage {i}/{len(stages)}: {cmd} ' + ' '.join(f'{k}={v}' for k, v in args.items() if k != 'quiet'))
         t0 = time.time(); res = command_function(cmd)(**args); results.append(res)

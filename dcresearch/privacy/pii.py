@@ -616,6 +616,7 @@ class PseudonymVault:
 class RedactPII(Step):
     "Find PII in each record's text (and meta), replace it by an operator, record the spans; quarantine records that fail."
     stage = 'privacy'
+    uses_model = True  # Presidio and the NER model load once per worker: an actor pool on Ray
     def __init__(self, entities: list[str]|None=None,  # entity types to redact; default: `PiiDetector`'s default set
                  operator: str='redact',  # redact, mask, hash or pseudonymise (or pseudonymize)
                  language: str='en',  # language code of the documents
@@ -934,6 +935,8 @@ def pii(inputs: list[str],  # files/globs (JSON array, JSONL, CSV, Parquet, ...)
         entities: list[str]=None,  # entity types to find; default: every covered type (see coverage())
         language: str='en',  # language code of the documents
         workers: int=1,  # worker processes
+        engine: str='local',  # where shards run: 'local' (process pool) or 'ray' (a Ray cluster)
+        ray_address: str=None,  # --engine ray: none starts a local Ray with --workers CPUs; 'auto' or 'ray://host:10001' joins a cluster
         quiet: bool=False,  # no progress bar, no summary
         vault: str=None,  # pseudonymise only: directory for the encrypted token map (key: $DCR_PII_VAULT_KEY)
        ):
@@ -944,7 +947,8 @@ def pii(inputs: list[str],  # files/globs (JSON array, JSONL, CSV, Parquet, ...)
     from dcresearch.lake import stage_lock
     source = _IdOnlyQuarantine(open_source(inputs, text_field=text_field))
     with stage_lock(out):
-        res = Pipeline([step], stage='privacy', workers=workers, progress=not quiet).run(source, out)
+        res = Pipeline([step], stage='privacy', workers=workers, progress=not quiet, engine=engine,
+                       ray_address=ray_address).run(source, out)
         spans, texts = pii_outputs(out)
         write_json_lines(spans, Path(out)/'spans.jsonl'); write_json_lines(texts, Path(out)/'redacted.jsonl')
     if not quiet:
