@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 PYDEVD_DISABLE_FILE_VALIDATION=1 MPLBACKEND=Agg
+TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 PYDEVD_DISABLE_FILE_VALIDATION=1 MPLBACKEND=Agg RAY_USAGE_STATS_ENABLED=0
 
 .PHONY: pipeline test lab venv lock nbs clean help
 help:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 CHILD = '''
 import json, os, resource, sys, time
+os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
 stage, config = sys.argv[1], sys.argv[2]
 kind, n = config.split(':'); n = int(n)
 t0 = time.time(); cluster = None

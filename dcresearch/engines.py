@@ -152,6 +152,7 @@ class RayEngine:
         except ImportError as e:
             raise ImportError('--engine ray needs Ray: pip install "ray[data]" (or use --engine local)') from e
         if not ray.is_initialized():
+            os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')  # offline: Ray would otherwise try to report usage
             kw = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
             if self.address is None and not os.environ.get('RAY_ADDRESS'):
                 kw.update(num_cpus=self.num_cpus, object_store_memory=self.object_store_mb << 20)

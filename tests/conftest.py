@@ -12,6 +12,7 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MPLBACKEND', 'Agg')
 os.environ.setdefault('PYDEVD_DISABLE_FILE_VALIDATION', '1')
+os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')  # offline: Ray must not try to report usage
 
 
 def pytest_sessionstart(session):
