@@ -32,8 +32,13 @@ def stage_paths(lake: str|Path,  # a lake folder or one stage directory
                ) -> dict[str, Path]:
     "The stages of `lake` by name (their path under the lake; a lake that is one stage: its own name), in the order they ran."
     lake = Path(lake)
-    when = lambda s: ((read_run_manifest(s) or {}).get('finished') or '', str(s))
-    return {(str(s.relative_to(lake)) if s != lake else s.name): s for s in sorted(find_stages(lake), key=when)}
+    return {(str(s.relative_to(lake)) if s != lake else s.name): s for s in sorted(find_stages(lake), key=_committed_at)}
+
+def _committed_at(stage: Path) -> tuple:
+    "When the stage's last run committed its records (ms, from the Delta log: run.json's time is to the second)."
+    v = stage_version(stage, 'records')
+    ms = next((h['timestamp'] for h in DeltaTable(str(stage/'records')).history() if h['version'] == v), 0)
+    return ms, str(stage)
 
 def table_files(table: str|Path,  # a Delta table directory
                 version: int|None=None,  # table version; default: the latest

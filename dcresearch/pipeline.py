@@ -286,17 +286,18 @@ def _process_shards(self: Pipeline, source, work: Path, done: set[int], ledger: 
         ledger.add(marker['rows']); markers.append(marker); bar.update(marker['rows'][0].n_in)
     with make_engine(self.engine, self.workers, self.ray_address) as engine:
         held = any(getattr(s, 'uses_model', False) for s in self.steps)
-        steps = self.steps if held else engine.share(self.steps)
-        run = lambda *a: engine.submit(process_shard, *a, str(work), batch_rows=self.batch_rows, held=steps) if held \
-              else engine.submit(process_shard, steps, *a, str(work), batch_rows=self.batch_rows)
+        steps, where = (self.steps if held else engine.share(self.steps)), str(work.absolute())  # workers may run elsewhere
+        run = lambda *a: engine.submit(process_shard, *a, where, batch_rows=self.batch_rows, held=steps) if held \
+              else engine.submit(process_shard, steps, *a, where, batch_rows=self.batch_rows)
+        got = lambda h: dict(d := engine.result(h), rows=[LedgerRow(**r) for r in d['rows']])
         n_shards, pending = 0, []
         try:
             for k, recs, quar in iter_shards(source, self.shard_size):
                 n_shards += 1
                 if k in done: finish(read_done(work, k)); continue
                 pending.append(run(k, recs, quar))
-                while len(pending) >= engine.slots: finish(dict(d := engine.result(pending.pop(0)), rows=[LedgerRow(**r) for r in d['rows']]))
-            for h in pending: finish(dict(d := engine.result(h), rows=[LedgerRow(**r) for r in d['rows']]))
+                while len(pending) >= engine.slots: finish(got(pending.pop(0)))
+            for h in pending: finish(got(h))
         finally: bar.close()
     return n_shards, markers
 
