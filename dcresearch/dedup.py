@@ -531,12 +531,13 @@ def _plan_by_shuffle(deduplicators: list, tables, refs: list, engine) -> Duplica
             for m, blocks in embedded.items(): blocks.append(engine.submit(_embed, _col(t, 'text'), held=deduplicators[m]))
             out = engine.submit(_bucket_rows, shared, _col(t, 'text'), n, parts, num_returns=parts)
             maps.append(out if parts > 1 else [out]); n += t.num_rows
-            if len(maps) > engine.slots: engine.result(maps[-engine.slots - 1][0])  # bounded blocks in flight
-    edges = np.concatenate([np.zeros((0, 3), np.int64)] + [engine.result(engine.submit(_bucket_edges, *[m[p] for m in maps]))
-                                                           for p in range(parts)])
+            if len(maps) > engine.slots:  # bounded blocks in flight; while the model's actors hold the CPUs, wait on them
+                engine.result(next(iter(embedded.values()))[-engine.slots - 1] if embedded else maps[-engine.slots - 1][0])
     for m, blocks in embedded.items():
         local[m] = deduplicators[m].index(); local[m].emb = [engine.result(b) for b in blocks]
-    if embedded: engine.release()  # the model's actors give their CPUs back before the apply pass
+    if embedded: engine.release()  # before any task is waited on: the model's actors hold every CPU the tasks need
+    edges = np.concatenate([np.zeros((0, 3), np.int64)] + [engine.result(engine.submit(_bucket_edges, *[m[p] for m in maps]))
+                                                           for p in range(parts)])
     ids, groups, rank = catalog.finish()
     _check_unique(pc.filter(ids, pa.array(groups == _NEW)))
     plans = []
