@@ -15,6 +15,7 @@ from conftest import DCR, ROOT
 from dcresearch import cli
 from dcresearch.core import Step, StepResult, make_records
 from dcresearch.dedup import dedup_stage
+from dcresearch.engines import start_reaper
 from dcresearch.lake import delta_version, read_run_manifest, read_stage_table
 from dcresearch.pipeline import Pipeline, load_ledger, open_source, verify_stage
 from dcresearch.sample import write_sample
@@ -85,7 +86,8 @@ def test_no_ray_process_outlives_a_killed_dcr(corpus, tmp_path):
 
 @pytest.fixture(scope='module')
 def cluster():
-    "Head + two worker nodes, one CPU each; connected for the module, shut down after it."
+    "Head + two worker nodes, one CPU each; connected for the module, shut down after it (reaped if pytest is killed)."
+    reaper = start_reaper()
     c = Cluster(initialize_head=True, connect=True,
                 head_node_args=dict(num_cpus=1, object_store_memory=STORE, include_dashboard=False))
     workers = [c.add_node(num_cpus=1, object_store_memory=STORE) for _ in range(2)]
@@ -93,6 +95,7 @@ def cluster():
     yield c, workers
     ray.shutdown()
     c.shutdown()
+    if reaper is not None: reaper.kill(); reaper.wait()
 
 
 def stage_tables(stage: Path) -> dict:
