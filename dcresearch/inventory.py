@@ -11,6 +11,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from .core import minilm_path
+from .reports.plots import figure
 from .lake import is_stage_dir, read_run_manifest, sql, stage_tables, stage_version
 
 # %% auto #0
@@ -179,14 +180,9 @@ def work_by_node(lake: str|Path,  # a lake folder or one stage directory
     return pd.DataFrame(rows, columns=['stage', 'engine', 'node', 'worker', 'shards', 'rows', 'seconds'])
 
 # %% ../nbs/23_inventory.ipynb #7bb73011
-def _fig(w=7, h=3.2):
-    from matplotlib.figure import Figure
-    f = Figure(figsize=(w, h), layout='constrained')
-    return f, f.subplots()
-
 def plot_storage(tables: pd.DataFrame):
     "Bytes on disk per stage, stacked by table, with the rows on top."
-    f, ax = _fig()
+    f, ax = figure((7, 3.2))
     piv = tables.pivot_table(index='stage', columns='table', values='bytes', aggfunc='sum', fill_value=0) / 2**20
     piv = piv.loc[list(dict.fromkeys(tables['stage']))]  # stages in the order they ran
     piv.plot.bar(stacked=True, ax=ax, rot=0)
@@ -198,7 +194,7 @@ def plot_storage(tables: pd.DataFrame):
 
 def plot_growth(growth: dict[str, pd.DataFrame]):
     "Rows of each stage's records table at each version."
-    f, ax = _fig()
+    f, ax = figure((7, 3.2))
     from matplotlib.ticker import MaxNLocator
     for name, g in growth.items(): ax.plot(g['version'], g['rows'], marker='o', label=name)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True)); ax.set_xlabel('table version'); ax.set_ylabel('rows'); ax.set_title('Growth across versions (records)'); ax.legend(fontsize=8)
@@ -206,7 +202,7 @@ def plot_growth(growth: dict[str, pd.DataFrame]):
 
 def plot_breakdown(df: pd.DataFrame, by: str, top: int=15):
     "Rows per source, language or month (the `top` largest)."
-    f, ax = _fig()
+    f, ax = figure((7, 3.2))
     d = df.head(top) if by != 'month' else df.sort_values(by)
     ax.barh(d[by].astype(str)[::-1], d['rows'][::-1]) if by != 'month' else ax.bar(d[by].astype(str), d['rows'])
     ax.set_title(f'Rows by {by}'); ax.set_xlabel('rows' if by != 'month' else by)
@@ -214,14 +210,14 @@ def plot_breakdown(df: pd.DataFrame, by: str, top: int=15):
 
 def plot_compute(table: pd.DataFrame):
     "GPU-hours per model size and GPU type (log scale)."
-    f, ax = _fig()
+    f, ax = figure((7, 3.2))
     table.pivot(index='model', columns='gpu', values='gpu_hours').loc[list(dict.fromkeys(table['model']))].plot.bar(ax=ax, rot=0, logy=True)
     ax.set_ylabel('GPU-hours (log)'); ax.set_title('Compute to train on these tokens')
     return f
 
 def plot_zero_memory(mem: pd.DataFrame, gpu_gib: float=80):
     "Model-state memory per GPU under ZeRO-2 and ZeRO-3 against GPU count, with one GPU's memory as a line."
-    f, ax = _fig()
+    f, ax = figure((7, 3.2))
     ax.plot(mem['gpus'], mem['zero2_gib'], marker='o', label='ZeRO-2'); ax.plot(mem['gpus'], mem['zero3_gib'], marker='o', label='ZeRO-3')
     ax.axhline(gpu_gib, color='grey', ls='--', label=f'{gpu_gib:g} GiB GPU')
     ax.set_xscale('log', base=2); ax.set_yscale('log'); ax.set_xlabel('GPUs'); ax.set_ylabel('GiB per GPU (model states)')
@@ -230,7 +226,7 @@ def plot_zero_memory(mem: pd.DataFrame, gpu_gib: float=80):
 
 def plot_work(work: pd.DataFrame):
     "Rows processed per node, stacked by stage."
-    f, ax = _fig()
+    f, ax = figure((7, 3.2))
     piv = work.pivot_table(index='node', columns='stage', values='rows', aggfunc='sum', fill_value=0)
     piv[list(dict.fromkeys(work['stage']))].plot.bar(stacked=True, ax=ax, rot=0)
     ax.set_ylabel('rows'); ax.set_title('Where the work ran')

@@ -290,13 +290,13 @@ def _process_shards(self: Pipeline, source, work: Path, done: set[int], ledger: 
         run = lambda *a: engine.submit(process_shard, *a, where, batch_rows=self.batch_rows, held=steps) if held \
               else engine.submit(process_shard, steps, *a, where, batch_rows=self.batch_rows)
         got = lambda h: dict(d := engine.result(h), rows=[LedgerRow(**r) for r in d['rows']])
-        n_shards, pending = 0, []
+        n_shards, pending, slots = 0, [], engine.slots  # once: on Ray it asks the cluster
         try:
             for k, recs, quar in iter_shards(source, self.shard_size):
                 n_shards += 1
                 if k in done: finish(read_done(work, k)); continue
                 pending.append(run(k, recs, quar))
-                while len(pending) >= engine.slots: finish(got(pending.pop(0)))
+                while len(pending) >= slots: finish(got(pending.pop(0)))
             for h in pending: finish(got(h))
         finally: bar.close()
     return n_shards, markers

@@ -15,7 +15,7 @@ from conftest import DCR, ROOT
 from dcresearch import cli
 from dcresearch.core import Step, StepResult, make_records
 from dcresearch.dedup import dedup_stage
-from dcresearch.engines import start_reaper
+from dcresearch.engines import _descendants, _proc_start, start_reaper
 from dcresearch.lake import delta_version, read_run_manifest, read_stage_table
 from dcresearch.pipeline import Pipeline, load_ledger, open_source, verify_stage
 from dcresearch.sample import write_sample
@@ -33,23 +33,6 @@ def corpus(tmp_path_factory):
 
 
 # ---- the contract commands and process hygiene first, before the module's cluster exists
-
-def _descendants(pid: int) -> set[int]:
-    kids, found = {pid}, set()
-    while kids:
-        nxt = set()
-        for stat in Path('/proc').glob('[0-9]*/stat'):
-            try: fields = stat.read_text().rsplit(')', 1)[1].split()
-            except OSError: continue
-            if int(fields[1]) in kids: nxt.add(int(stat.parent.name))
-        found |= nxt; kids = nxt
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
-    except OSError: return False
-
 
 def test_cli_engine_ray_gives_the_same_decisions_and_removed_ids(corpus, tmp_path):
     "The contract commands: `dcr clean|dedup INPUT --out DIR --engine ray` (a local Ray started by dcr itself)."
@@ -70,16 +53,16 @@ def test_no_ray_process_outlives_a_killed_dcr(corpus, tmp_path):
                           '--shard-size', '20', '--quiet'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline, procs = time.time() + 120, set()
     while time.time() < deadline and p.poll() is None:
-        procs = _descendants(p.pid)
+        procs = set(_descendants(p.pid))
         if len(procs) >= 4 and (tmp_path/'killed'/'_work'/'done').is_dir() and any((tmp_path/'killed'/'_work'/'done').iterdir()): break
         time.sleep(0.2)
     assert p.poll() is None and len(procs) >= 4, 'Ray never got going under dcr'
-    procs |= _descendants(p.pid)
+    procs |= set(_descendants(p.pid))
     p.send_signal(signal.SIGKILL); p.wait()
     deadline = time.time() + 30
-    while time.time() < deadline and any(_alive(q) for q in procs): time.sleep(0.5)
-    left = [q for q in procs if _alive(q)]
-    assert not left, 'outlived dcr: ' + ', '.join(Path(f'/proc/{q}/comm').read_text().strip() for q in left if _alive(q))
+    while time.time() < deadline and any(_proc_start(q) for q in procs): time.sleep(0.5)
+    left = [q for q in procs if _proc_start(q)]
+    assert not left, 'outlived dcr: ' + ', '.join(Path(f'/proc/{q}/comm').read_text().strip() for q in left if _proc_start(q))
 
 
 # ---- on a three-node cluster
