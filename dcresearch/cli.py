@@ -8,15 +8,16 @@ from pathlib import Path
 import yaml
 from fastcore.docments import docments
 
-from .core import data_dir, get_logger, reports_dir
+from .core import data_dir, get_logger, is_url, join_path, object_store, reports_dir
 from .core import delegates_to
 from .io import ReadOptions, input_ids, split_source, write_json_lines
 from .lake import StageLocked
 
 # %% auto #0
-__all__ = ['LAZY_COMMANDS', 'RECIPE_COMMANDS', 'CLI_POSITIONAL', 'COMMANDS', 'USER_ERRORS', 'sample', 'ingest', 'report',
-           'ledger', 'sql', 'StageVerifyError', 'verify', 'clean_decisions', 'clean', 'dedup', 'command_function',
-           'command_options', 'default_recipe', 'load_recipe', 'pipeline', 'command_parser', 'check_out', 'main']
+__all__ = ['LAZY_COMMANDS', 'RECIPE_COMMANDS', 'CLI_POSITIONAL', 'COMMANDS', 'USER_ERRORS', 'URL_OUT_COMMANDS', 'sample',
+           'ingest', 'report', 'ledger', 'sql', 'StageVerifyError', 'verify', 'clean_decisions', 'clean', 'dedup',
+           'command_function', 'command_options', 'default_recipe', 'load_recipe', 'pipeline', 'command_parser',
+           'check_out', 'main']
 
 # %% ../nbs/07_cli.ipynb #275a5933
 def sample(out: str=None,  # folder to write corpus-*.jsonl into; default: data/sample
@@ -136,8 +137,8 @@ def clean_decisions(stage_dir: str|Path,  # stage directory written by `clean`
     "Write one `{id, keep, reasons}` line per input document of a clean run to `path`, in input order; return how many."
     from dcresearch.io import quarantine_locator
     from dcresearch.lake import read_stage_table, sql, stage_version, delta_dataset
-    d = Path(stage_dir)
-    cols = delta_dataset(d/'records', stage_version(d, 'records')).schema.names
+    d = stage_dir if is_url(stage_dir) else Path(stage_dir)
+    cols = delta_dataset(join_path(d, 'records'), stage_version(d, 'records')).schema.names
     decided = [f for f in filters if f'{f}__keep' in cols and f'{f}__reason' in cols]  # annotate mode's columns
     keep = ' and '.join(f'coalesce("{f}__keep", true)' for f in decided) or 'true'
     reasons = ('list_filter([' + ', '.join(f'"{f}__reason"' for f in decided) + '], lambda x: x is not null)') if decided else '[]::varchar[]'
@@ -157,9 +158,10 @@ def clean_decisions(stage_dir: str|Path,  # stage directory written by `clean`
                                                    else to_json(file || ':' || n) end),
                        'keep', keep, 'reasons', reasons)::varchar as line
     from located order by file, coalesce(n, -1)"""
-    n, path = 0, Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'wb') as f:
+    import fsspec
+    n = 0
+    if not is_url(path): path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with fsspec.open(str(path), 'wb') as f:
         for batch in sql(query, stage_dir=d).fetch_arrow_reader(batch_rows):
             lines = batch.column(0).to_pylist()
             f.write(('\n'.join(lines) + '\n').encode('utf-8') if lines else b''); n += len(lines)
@@ -192,7 +194,7 @@ def clean(inputs: list[str],  # files/globs, or one stage directory (e.g. data/l
         res = Pipeline(steps + filters, stage='clean', workers=workers, shard_size=shard_size, resume=not fresh,
                        progress=not quiet, engine=engine, ray_address=ray_address).run(source, out)
         names = [f.name for f in filters] + (['language'] if languages else [])
-        path = Path(out)/'decisions.jsonl'
+        path = join_path(out, 'decisions.jsonl')
         clean_decisions(out, names, path)
     if not quiet: print(f'\n{out}: {res.seconds:.1f} s; decisions in {path}\n{res.ledger}')
     return res
@@ -224,7 +226,7 @@ def dedup(inputs: list[str],  # files/globs, or one stage directory (e.g. data/l
         rows = sorted(zip(rej['source'].to_pylist(), input_ids(rej['source'].to_pylist(), rej['meta'].to_pylist()),
                           rej['reason'].to_pylist(), kept_ids), key=lambda r: split_source(r[0]))
         removed = [dict(id=rid, reason=reason, kept_id=user_id.get(kept, kept)) for _, rid, reason, kept in rows]
-        path = write_json_lines(removed, Path(out)/'removed.jsonl')
+        path = write_json_lines(removed, join_path(out, 'removed.jsonl'))
     if not quiet: print(f'\n{out}: {len(removed):,} duplicates removed in {res.seconds:.1f} s; list in {path}\n{res.ledger}')
     return res
 
@@ -384,9 +386,23 @@ def command_parser(load: str|None=None, # the lazy command to import and build f
 # %% ../nbs/07_cli.ipynb #b8627c50
 USER_ERRORS = (FileNotFoundError, ValueError, NotADirectoryError, IsADirectoryError, KeyError)
 
+URL_OUT_COMMANDS = ('ingest', 'clean', 'dedup')  # commands whose --out may be on object storage (s3://bucket/prefix)
+
 def check_out(out: str|Path,  # the --out a command was given
-             ) -> Path:
+              command: str|None=None,  # the command (for an object-store --out: does it write there?)
+             ) -> str|Path:
     "Raise `ValueError` (naming --out) unless `out` is a folder that exists or can be made, and can be written in; creates nothing."
+    if is_url(out):
+        if command not in URL_OUT_COMMANDS:
+            raise ValueError(f'--out {out}: `dcr {command}` writes to local folders only (on object storage: {", ".join(URL_OUT_COMMANDS)}); '
+                             'choose a local --out')
+        fs, p = object_store(out)
+        bucket = p.split('/', 1)[0]
+        try: found = fs.exists(bucket)
+        except Exception as e: raise ValueError(f'--out {out}: cannot reach the object store ({type(e).__name__}); '
+                                                'check AWS_ENDPOINT_URL and the credentials in the environment') from None
+        if not found: raise ValueError(f'--out {out}: bucket {bucket!r} not found; create it or choose another --out')
+        return out
     p = Path(out)
     if p.exists() and not p.is_dir(): raise ValueError(f'--out {out}: exists and is not a folder; choose another --out')
     near = next((a for a in [p, *p.absolute().parents] if a.exists()), None)
@@ -403,7 +419,7 @@ def main(argv: list[str]|None=None) -> int:
     func = args.pop('_func', None)
     if func is None: parser.print_help(); return 0
     try:
-        if args.get('out'): check_out(args['out'])  # before any work, not after it
+        if args.get('out'): check_out(args['out'], chosen)  # before any work, not after it
         res = func(**args)
     except StageLocked as e:  # another writer has the stage: nothing was done
         print(f'dcr {chosen}: {e}', file=sys.stderr); return 2

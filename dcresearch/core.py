@@ -2,7 +2,7 @@
 
 # %% ../nbs/00_core.ipynb #a12c6878
 from __future__ import annotations
-import hashlib, json, logging, os, sys
+import hashlib, json, logging, os, shutil, sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -14,8 +14,9 @@ import pyarrow.compute as pc
 # %% auto #0
 __all__ = ['RECORD_SCHEMA', 'QUARANTINE_SCHEMA', 'RAW_PREVIEW_CHARS', 'REJECT_COLUMNS', 'FAULT_ENV', 'empty_records', 'stable_id',
            'make_records', 'QuarantineRow', 'quarantine_table', 'StepResult', 'Step', 'split_by_mask', 'data_dir',
-           'reports_dir', 'get_logger', 'fault_point', 'write_atomic', 'file_sha256', 'jieba_segmenter', 'delegates_to',
-           'minilm_path', 'package_file']
+           'reports_dir', 'get_logger', 'fault_point', 'is_url', 'join_path', 'object_store', 'read_bytes',
+           'path_exists', 'list_files', 'remove_tree', 'parquet_file', 'write_atomic', 'file_sha256', 'jieba_segmenter',
+           'delegates_to', 'minilm_path', 'package_file']
 
 # %% ../nbs/00_core.ipynb #b95fa23f
 RECORD_SCHEMA = pa.schema([
@@ -171,12 +172,69 @@ def fault_point(label: str,  # what is about to happen (printed with `DCR_FAULT_
         import signal
         os.kill(os.getpid(), signal.SIGKILL)
 
+# %% ../nbs/00_core.ipynb #4292e0b4
+def is_url(path) -> bool:
+    "True if `path` names an object-store location (`s3://bucket/key`, any `scheme://`) rather than a local path."
+    return isinstance(path, str) and '://' in path and not path.startswith('file://')
+
+def join_path(base: str|Path, # a local folder or an object-store URL
+              *parts: str, # names below it
+             ) -> str|Path:
+    "`base/parts...`: a `Path` for a local folder, a URL string for object storage."
+    if is_url(base): return '/'.join([base.rstrip('/'), *(p.strip('/') for p in parts)])
+    return Path(base).joinpath(*parts)
+
+def object_store(url: str, # an object-store URL
+                ) -> tuple:
+    "`(fsspec file system, path)` for `url`; listings are never cached (other processes write the same prefix)."
+    import fsspec
+    return fsspec.core.url_to_fs(url, use_listings_cache=False)
+
+# %% ../nbs/00_core.ipynb #c3f11341
+def read_bytes(path: str|Path) -> bytes:
+    "The content of a local file or an object (`FileNotFoundError` when it is not there)."
+    if not is_url(path): return Path(path).read_bytes()
+    fs, p = object_store(path)
+    return fs.cat_file(p)
+
+def path_exists(path: str|Path) -> bool:
+    "True if a local path, an object, or any object under a URL prefix exists."
+    if not is_url(path): return Path(path).exists()
+    fs, p = object_store(path)
+    return fs.exists(p)
+
+def list_files(folder: str|Path, # a local folder or URL prefix
+               pattern: str, # glob below it, e.g. `*/records.parquet`
+              ) -> list:
+    "Files under `folder` matching `pattern`, sorted: `Path`s, or URLs for object storage."
+    if not is_url(folder): return sorted(Path(folder).glob(pattern))
+    fs, p = object_store(folder)
+    scheme = folder.split('://', 1)[0]
+    return sorted(f'{scheme}://{f}' for f in fs.glob(f"{p.rstrip('/')}/{pattern}"))
+
+def remove_tree(path: str|Path):
+    "Remove a local folder or every object under a URL prefix; nothing if it is not there."
+    if not is_url(path): shutil.rmtree(path, ignore_errors=True); return
+    fs, p = object_store(path)
+    if fs.exists(p): fs.rm(p, recursive=True)
+
+def parquet_file(path: str|Path): # local file or object-store URL
+    "A `pyarrow.parquet.ParquetFile` over `path` (its footer is read: schema and row counts without the data)."
+    import pyarrow.parquet as pq
+    if not is_url(path): return pq.ParquetFile(path)
+    fs, p = object_store(path)
+    return pq.ParquetFile(fs.open(p, 'rb'))
+
 # %% ../nbs/00_core.ipynb #181118ed
 def write_atomic(path: str|Path, # the file to (re)place
                  data: str|bytes, # its new content (str: UTF-8)
                 ) -> Path:
-    "Write `data` to a unique temporary file beside `path`, flush it to disk, then rename it over `path`."
+    "Write `data` to a unique temporary file beside `path`, flush it to disk, then rename it over `path` (a URL: one PUT)."
     import uuid
+    if is_url(path):  # an object store replaces an object in one step: readers see the old or the new
+        fs, p = object_store(path)
+        fs.pipe_file(p, data.encode('utf-8') if isinstance(data, str) else data)
+        return path
     path = Path(path)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
     with open(tmp, 'wb') as f:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fastcore.basics import patch
 
-from .core import Step, StepResult, split_by_mask, get_logger, minilm_path
+from .core import Step, StepResult, split_by_mask, get_logger, is_url, minilm_path
 from .lake import read_delta, delta_version, stage_lock, stage_tables
 from .engines import make_engine
 from .pipeline import Pipeline, StageSource
@@ -599,10 +599,11 @@ def dedup_stage(source,  # stage directory, RecordReader, or list of record tabl
                 **params,  # deduplicator parameters, e.g. num_bands=20, rows_per_band=10, threshold=0.9
                ):
     "Deduplicate `source` globally, and against `reference`, into the stage directory `out`; returns the `RunResult`."
-    log, t0, out = get_logger('dcresearch.dedup'), time.time(), Path(out)
+    log, t0 = get_logger('dcresearch.dedup'), time.time()
+    place = lambda d: str(d).rstrip('/') if is_url(d) else str(Path(d).resolve())
     dedups = make_deduplicators(methods, **params)
     refs = [StageSource(r, columns=PLAN_COLUMNS) if isinstance(r, (str, Path)) else r for r in (reference or [])]
-    clash = [r.stage_dir for r in refs if isinstance(r, StageSource) and r.stage_dir.resolve() == out.resolve()]
+    clash = [r.stage_dir for r in refs if isinstance(r, StageSource) and place(r.stage_dir) == place(out)]
     if clash: raise ValueError(f'--out {str(out)!r} is also an --against stage: writing it would drop the documents kept there; write to a new directory')
     source = _as_source(source)
     cluster = make_engine(engine, workers, ray_address) if engine != 'local' else contextlib.nullcontext()

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .core import get_logger, make_records, quarantine_table, QuarantineRow, RAW_PREVIEW_CHARS, RECORD_SCHEMA, split_by_mask, stable_id, Step, StepResult
+from .core import get_logger, is_url, make_records, quarantine_table, QuarantineRow, RAW_PREVIEW_CHARS, RECORD_SCHEMA, split_by_mask, stable_id, Step, StepResult
 
 # %% auto #0
 __all__ = ['SUPPORTED_FORMATS', 'COMPRESSIONS', 'FORMAT_BY_EXTENSION', 'MAGIC', 'READER_VERSION', 'MAX_JSON_DEPTH',
@@ -844,11 +844,11 @@ def input_ids(sources: list[str],  # the records' `source` locators
     return out
 
 def write_json_lines(rows: list[dict],  # JSON-serialisable rows
-                     path: str|Path,  # file to write (parent folders are created)
-                    ) -> Path:
+                     path: str|Path,  # file to write (parent folders are created), or an fsspec URL
+                    ) -> str|Path:
     "Write `rows` as JSON Lines (UTF-8, non-ASCII kept) and return the path."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
+    if not is_url(path): path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with fsspec.open(str(path), 'w', encoding='utf-8') as f:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False, default=str) + '\n')
     return path
 

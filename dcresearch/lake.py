@@ -13,26 +13,44 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from .core import fault_point, get_logger, write_atomic
+from .core import (fault_point, get_logger, is_url, join_path, object_store, parquet_file, path_exists,
+                             read_bytes, write_atomic)
 
 # %% auto #0
-__all__ = ['STAGE_TABLES', 'RUN_MANIFEST', 'LOCK_FILE', 'committed_version', 'write_delta', 'delta_dataset', 'read_delta',
-           'read_delta_table', 'delta_version', 'delta_history', 'restore_delta', 'commit_parquet_files',
-           'is_delta_table', 'is_stage_dir', 'read_run_manifest', 'write_run_manifest', 'stage_tables', 'stage_version',
-           'read_stage_table', 'StageLocked', 'stage_lock', 'release_inherited_locks', 'sql']
+__all__ = ['STAGE_TABLES', 'RUN_MANIFEST', 'LOCK_FILE', 'storage_options', 'is_delta_table', 'committed_version', 'write_delta',
+           'delta_dataset', 'read_delta', 'read_delta_table', 'delta_version', 'delta_history', 'restore_delta',
+           'commit_parquet_files', 'is_stage_dir', 'read_run_manifest', 'write_run_manifest', 'stage_tables',
+           'stage_version', 'read_stage_table', 'StageLocked', 'stage_lock', 'release_inherited_locks', 'sql']
 
 # %% ../nbs/03_lake.ipynb #52fd75fc
+def storage_options(uri: str|Path,  # a table directory or object-store URL
+                   ) -> dict|None:
+    "delta-rs options for an object-store `uri`: commits by conditional put, plain HTTP only for an `http://` endpoint."
+    if not is_url(uri): return None
+    opts = dict(AWS_CONDITIONAL_PUT='etag')  # S3's If-None-Match: a racing commit conflicts instead of overwriting
+    endpoint = os.environ.get('AWS_ENDPOINT_URL_S3') or os.environ.get('AWS_ENDPOINT_URL') or ''
+    if endpoint.startswith('http://'): opts['AWS_ALLOW_HTTP'] = 'true'  # an emulator on loopback, say
+    return opts
+
+def _delta(uri: str|Path, version: int|None=None) -> DeltaTable:
+    return DeltaTable(str(uri), version=version, storage_options=storage_options(uri))
+
+def is_delta_table(path: str|Path) -> bool:
+    "True if `path` is a Delta table (a folder or URL prefix with a `_delta_log`)."
+    if is_url(path): return DeltaTable.is_deltatable(path, storage_options=storage_options(path))
+    return (Path(path)/'_delta_log').is_dir()
+
 def committed_version(uri: str|Path,  # table directory
                       txn: str|None,  # application transaction id of a commit
                      ) -> int|None:
     "The table version that the commit tagged `txn` made, or None if no such commit is in the table's log."
-    if txn is None or not (Path(uri)/'_delta_log').is_dir(): return None
-    return DeltaTable(str(uri)).transaction_version(txn)
+    if txn is None or not is_delta_table(uri): return None
+    return _delta(uri).transaction_version(txn)
 
 def _tagged(uri: str|Path, txn: str|None) -> CommitProperties|None:
     "Commit properties recording `txn` with the version this commit will make (one writer per stage: the lock)."
     if txn is None: return None
-    version = DeltaTable(str(uri)).version() + 1 if (Path(uri)/'_delta_log').is_dir() else 0
+    version = _delta(uri).version() + 1 if is_delta_table(uri) else 0
     return CommitProperties(app_transactions=[Transaction(txn, version, int(time.time() * 1000))])
 
 def write_delta(uri: str|Path,  # table directory (or object-store URL)
@@ -55,23 +73,28 @@ def write_delta(uri: str|Path,  # table directory (or object-store URL)
         for t in it: yield from t.select(schema.names).cast(schema).to_batches()
     reader = pa.RecordBatchReader.from_batches(schema, _batches())
     write_deltalake(str(uri), reader, mode=mode, schema_mode='merge' if mode == 'append' else 'overwrite',
-                    commit_properties=_tagged(uri, txn))
-    return DeltaTable(str(uri)).version()
+                    commit_properties=_tagged(uri, txn), storage_options=storage_options(uri))
+    return _delta(uri).version()
 
 # %% ../nbs/03_lake.ipynb #ce674903
 def delta_dataset(uri: str|Path,  # table directory
                   version: int|None=None,  # table version (time travel); default: latest
                  ) -> ds.Dataset:
     "The Delta table at `uri` (at `version`) as a `pyarrow.dataset.Dataset` over its Parquet files."
-    dt = DeltaTable(str(uri), version=version)
+    dt = _delta(uri, version)
     if dt.metadata().partition_columns:
         raise NotImplementedError(f'{uri} is partitioned; dcresearch reads only unpartitioned Delta tables')
-    return ds.dataset(dt.file_uris(), schema=pa.schema(dt.schema().to_arrow()), format='parquet')
+    files, fs = dt.file_uris(), None
+    if is_url(uri):  # pyarrow's own S3 client reads the Parquet files (endpoint and credentials from the environment)
+        import pyarrow.fs as pafs
+        fs = pafs.FileSystem.from_uri(str(uri))[0]
+        files = [f.split('://', 1)[1] for f in files]
+    return ds.dataset(files, schema=pa.schema(dt.schema().to_arrow()), format='parquet', filesystem=fs)
 
-def _has_view_types(files: list[str]) -> bool:
+def _has_view_types(files: list[str], filesystem=None) -> bool:
     "True if a file stores text as Arrow `string_view` (delta-rs rewrites: delete, optimize); pushdown then fails."
     import pyarrow.parquet as pq
-    return any(pa.types.is_string_view(f.type) or pa.types.is_binary_view(f.type) for p in files for f in pq.read_schema(p))
+    return any(pa.types.is_string_view(f.type) or pa.types.is_binary_view(f.type) for p in files for f in pq.read_schema(p, filesystem=filesystem))
 
 def read_delta(uri: str|Path,  # table directory
                version: int|None=None,  # table version to read (time travel); default: latest
@@ -81,7 +104,7 @@ def read_delta(uri: str|Path,  # table directory
               ) -> Iterator[pa.Table]:
     "Stream the Delta table at `uri` (optionally an older `version`) as Arrow tables."
     dset = delta_dataset(uri, version)
-    if filter is not None and _has_view_types(dset.files):  # filter after the scan casts to the table's types
+    if filter is not None and _has_view_types(dset.files, dset.filesystem):  # filter after the scan casts to the table's types
         for b in dset.to_batches(batch_size=batch_size):
             t = pa.Table.from_batches([b]).filter(filter)
             if t.num_rows: yield t.select(columns) if columns else t
@@ -95,18 +118,18 @@ def read_delta_table(uri: str|Path, version: int|None=None, columns: list[str]|N
 
 def delta_version(uri: str|Path) -> int:
     "Latest version of the Delta table at `uri`."
-    return DeltaTable(str(uri)).version()
+    return _delta(uri).version()
 
 def delta_history(uri: str|Path) -> list[dict]:
     "Commits of the Delta table at `uri`, newest first: version, timestamp, operation, rows added."
     return [dict(version=h['version'], timestamp=h['timestamp'], operation=h['operation'],
                  mode=h.get('operationParameters', {}).get('mode'),
                  rows_added=h.get('operationMetrics', {}).get('num_added_rows'))
-            for h in DeltaTable(str(uri)).history()]
+            for h in _delta(uri).history()]
 
 def restore_delta(uri: str|Path, version: int) -> int:
     "Make `version` the current state of the table at `uri` (a new commit); return the new version."
-    DeltaTable(str(uri)).restore(version)
+    _delta(uri).restore(version)
     return delta_version(uri)
 
 # %% ../nbs/03_lake.ipynb #7f7c6638
@@ -117,12 +140,14 @@ def _conform(path: Path, schema: pa.Schema) -> Path:
     tmp = path.with_suffix('.conform.parquet')
     with pq.ParquetWriter(tmp, schema) as w:
         for b in pq.ParquetFile(path).iter_batches(batch_size=10_000):
-            t = pa.Table.from_batches([b])
-            for f in schema:
-                if f.name not in t.column_names: t = t.append_column(f.name, pa.nulls(t.num_rows, f.type))
-            w.write_table(t.select(schema.names).cast(schema))
+            w.write_table(_conformed(pa.Table.from_batches([b]), schema))
     os.replace(tmp, path)
     return path
+
+def _conformed(t: pa.Table, schema: pa.Schema) -> pa.Table:
+    for f in schema:
+        if f.name not in t.column_names: t = t.append_column(f.name, pa.nulls(t.num_rows, f.type))
+    return t.select(schema.names).cast(schema)
 
 def _place(src: Path, dst: Path):
     "Put `src` at `dst` (a hard link, else a copy) atomically, replacing what an interrupted attempt left there."
@@ -132,7 +157,21 @@ def _place(src: Path, dst: Path):
     except OSError: shutil.copyfile(src, tmp)  # another file system
     os.replace(tmp, dst)
 
-def commit_parquet_files(uri: str|Path,  # local table directory (created if missing)
+def _place_object(src: str, dst: str, schema: pa.Schema):
+    "Copy the object `src` to `dst` inside the store (rewritten to `schema` when its columns differ)."
+    from dcresearch.io import write_parquet
+    f = parquet_file(src)
+    if f.schema_arrow.equals(schema, check_metadata=False):
+        fs, path = object_store(src)
+        fs.copy(path, object_store(dst)[1])
+    else: write_parquet([_conformed(f.read(), schema)], dst)  # one shard: small
+
+def _size(path: str|Path) -> int:
+    if not is_url(path): return Path(path).stat().st_size
+    fs, p = object_store(path)
+    return fs.size(p)
+
+def commit_parquet_files(uri: str|Path,  # table directory or object-store URL (created if missing)
                          files: list[str|Path],  # Parquet files to add; they are linked (or copied) into the table, never moved
                          schema: pa.Schema,  # the table's schema after this commit
                          mode: str='overwrite',  # 'overwrite' replaces the table's rows; 'append' adds to them
@@ -140,58 +179,55 @@ def commit_parquet_files(uri: str|Path,  # local table directory (created if mis
                          txn: str|None=None,  # application transaction id: if a commit with it is in the log, do nothing
                         ) -> int:
     "Add `files` to the Delta table at `uri` as one commit; return the new version (or the one `txn` already made)."
-    import pyarrow.parquet as pq
     from deltalake.transaction import AddAction
-    uri = Path(uri)
+    remote = is_url(uri)
+    uri = uri if remote else Path(uri)
     if (done := committed_version(uri, txn)) is not None: return done
-    uri.mkdir(parents=True, exist_ok=True)
-    if not (uri/'_delta_log').is_dir(): DeltaTable.create(str(uri), schema, mode='error')
+    if not remote: uri.mkdir(parents=True, exist_ok=True)
+    if not is_delta_table(uri): DeltaTable.create(str(uri), schema, mode='error', storage_options=storage_options(uri))
     actions, tag = [], txn or str(time.time_ns())
     for i, f in enumerate(files):
-        f = _conform(Path(f), schema)
         name = f'{prefix}-{tag}-{i:06d}.parquet'
-        _place(f, uri/name)
-        n = pq.ParquetFile(uri/name).metadata.num_rows
-        actions.append(AddAction(name, (uri/name).stat().st_size, {}, int(time.time() * 1000), True, json.dumps({'numRecords': n})))
-    fault_point(f'{uri.name}: files in place, not yet committed')
-    DeltaTable(str(uri)).create_write_transaction(actions, mode, schema, commit_properties=_tagged(uri, txn))
-    return DeltaTable(str(uri)).version()
+        dst = join_path(uri, name)
+        if remote: _place_object(str(f), dst, schema)
+        else: _place(_conform(Path(f), schema), dst)
+        n, size = parquet_file(dst).metadata.num_rows, _size(dst)
+        actions.append(AddAction(name, size, {}, int(time.time() * 1000), True, json.dumps({'numRecords': n})))
+    fault_point(f"{str(uri).rstrip('/').rsplit('/', 1)[-1]}: files in place, not yet committed")
+    _delta(uri).create_write_transaction(actions, mode, schema, commit_properties=_tagged(uri, txn))
+    return _delta(uri).version()
 
 # %% ../nbs/03_lake.ipynb #fc827a70
 STAGE_TABLES = ('records', 'rejected', 'quarantine', 'ledger')
 RUN_MANIFEST = 'run.json'
 
-def is_delta_table(path: str|Path) -> bool:
-    "True if `path` is a Delta table (a local directory with a `_delta_log`)."
-    return (Path(path)/'_delta_log').is_dir()
-
 def is_stage_dir(path: str|Path) -> bool:
     "True if `path` is a stage directory written by the pipeline runner (has a `records` Delta table)."
-    return is_delta_table(Path(path)/'records')
+    return is_delta_table(join_path(path, 'records'))
 
 def read_run_manifest(stage_dir: str|Path) -> dict|None:
     "The `run.json` of the stage's last finished run, or None when it has none."
-    p = Path(stage_dir)/RUN_MANIFEST
-    if not p.is_file(): return None
-    try: return json.loads(p.read_text())
+    p = join_path(stage_dir, RUN_MANIFEST)
+    try: text = read_bytes(p)
+    except FileNotFoundError: return None
+    try: return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f'{p} is not valid JSON ({e}): run the command that wrote {stage_dir} again') from None
 
 def write_run_manifest(stage_dir: str|Path,  # the stage directory
                        manifest: dict,  # its run.json: at least `tables`, the table versions readers should see
                       ) -> Path:
-    "Write a stage's `run.json` atomically (a temporary file renamed over it): readers see the old one or the new one."
-    return write_atomic(Path(stage_dir)/RUN_MANIFEST, json.dumps(manifest, indent=2, default=str))
+    "Write a stage's `run.json` atomically (a temporary file renamed over it, or one PUT): readers see the old one or the new one."
+    return write_atomic(join_path(stage_dir, RUN_MANIFEST), json.dumps(manifest, indent=2, default=str))
 
 def stage_tables(stage_dir: str|Path) -> dict[str, Path]:
     "The Delta tables in `stage_dir` by name (`records`, `rejected`, `quarantine`, `ledger`)."
-    d = Path(stage_dir)
-    if not is_stage_dir(d):
+    if not is_stage_dir(stage_dir):
         raise FileNotFoundError(f'{stage_dir} is not a stage directory (no records/_delta_log): run `dcr ingest ... --out {stage_dir}` first')
-    if not (d/RUN_MANIFEST).is_file() and (d/'_work').is_dir():
+    if not path_exists(join_path(stage_dir, RUN_MANIFEST)) and path_exists(join_path(stage_dir, '_work')):
         raise FileNotFoundError(f'{stage_dir} holds only a run that did not finish (no run.json, a _work folder): '
                                 'run the same command again to finish it')
-    return {n: d/n for n in STAGE_TABLES if is_delta_table(d/n)}
+    return {n: join_path(stage_dir, n) for n in STAGE_TABLES if is_delta_table(join_path(stage_dir, n))}
 
 def stage_version(stage_dir: str|Path,  # a stage directory
                   table: str='records',  # one of its tables
@@ -199,14 +235,14 @@ def stage_version(stage_dir: str|Path,  # a stage directory
     "The version of `table` that the stage's last finished run committed (from `run.json`), else the latest."
     stage_tables(stage_dir)  # a clear error if this is no (finished) stage
     v = ((read_run_manifest(stage_dir) or {}).get('tables') or {}).get(table)
-    return int(v) if v is not None else delta_version(Path(stage_dir)/table)
+    return int(v) if v is not None else delta_version(join_path(stage_dir, table))
 
 def read_stage_table(stage_dir: str|Path,  # a stage directory
                      table: str='records',  # one of its tables
                      columns: list[str]|None=None,  # columns to read; default: all
                     ) -> pa.Table:
     "The whole `table` of a stage at the version its last finished run committed."
-    return read_delta_table(Path(stage_dir)/table, stage_version(stage_dir, table), columns)
+    return read_delta_table(join_path(stage_dir, table), stage_version(stage_dir, table), columns)
 
 # %% ../nbs/03_lake.ipynb #61bb76be
 LOCK_FILE = '_dcr_lock'
@@ -220,11 +256,54 @@ def _lock_holder(text: str) -> str:
     except ValueError: return 'unknown process'
     return f"pid {h.get('pid')} on {h.get('host')}, since {h.get('started')}: {h.get('command')}"
 
+def _lock_owner() -> dict:
+    import sys
+    return dict(host=socket.gethostname(), pid=os.getpid(), started=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+                command=' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv[:3])))
+
+def _owner_gone(owner: dict) -> bool:
+    "True only when the lock's owner ran on this host and its pid is gone (a process elsewhere cannot be checked)."
+    if owner.get('host') != socket.gethostname(): return False
+    try: os.kill(int(owner['pid']), 0)
+    except ProcessLookupError: return True
+    except (PermissionError, KeyError, TypeError, ValueError): pass
+    return False
+
 @contextmanager
-def stage_lock(stage_dir: str|Path,  # the stage directory to write (created if missing)
+def _object_lock(url: str) -> Iterator[str]:
+    "`stage_lock` for a stage on object storage: the lock object is created only if absent (a conditional PUT)."
+    key = url.rstrip('/')
+    if key in _held_locks: yield url; return
+    fs, p = object_store(join_path(url, LOCK_FILE))
+    for attempt in range(2):
+        try:
+            with fs.open(p, 'xb') as f: f.write(json.dumps(_lock_owner()).encode())
+            break
+        except FileExistsError:
+            try: text = fs.cat_file(p).decode('utf-8', 'replace')
+            except FileNotFoundError: continue  # released in between: try again
+            try: owner = json.loads(text)
+            except ValueError: owner = {}
+            if attempt or not _owner_gone(owner):
+                raise StageLocked(f'{url} is locked by another writer ({_lock_holder(text)}): wait for it to finish or write '
+                                  f'to another --out; if that process is gone, delete {join_path(url, LOCK_FILE)}') from None
+            get_logger('dcresearch.lake').warning(f'{url}: took over the lock left by {_lock_holder(text)}, which is no longer running')
+            fs.rm(p)
+    else: raise StageLocked(f'{url}: could not take the writer lock {join_path(url, LOCK_FILE)}; try again')
+    _held_locks[key] = -1  # no descriptor: nothing for forked workers to close
+    try: yield url
+    finally:
+        del _held_locks[key]
+        fs.rm(p)
+
+@contextmanager
+def stage_lock(stage_dir: str|Path,  # the stage directory to write (created if missing), or an object-store URL
               ) -> Iterator[Path]:
     "Hold the writer lock of `stage_dir` for the `with` block (re-entrant); `StageLocked` at once if another process holds it."
-    import fcntl, sys
+    import fcntl
+    if is_url(stage_dir):
+        with _object_lock(stage_dir) as url: yield url
+        return
     d = Path(stage_dir)
     try: d.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise ValueError(f'cannot create the output directory {d} ({e.strerror}): choose another --out') from None
@@ -243,9 +322,7 @@ def stage_lock(stage_dir: str|Path,  # the stage directory to write (created if 
     # a holder that ended normally emptied the file, so text left in it is a dead process's lock, now ours
     if left := os.pread(fd, 4096, 0).decode('utf-8', 'replace').strip():
         get_logger('dcresearch.lake').warning(f'{d}: took over the lock left by {_lock_holder(left)}, which is no longer running')
-    me = dict(host=socket.gethostname(), pid=os.getpid(), started=datetime.now(timezone.utc).isoformat(timespec='seconds'),
-              command=' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv[:3])))
-    os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(me).encode(), 0); os.fsync(fd)
+    os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(_lock_owner()).encode(), 0); os.fsync(fd)
     _held_locks[key] = fd
     try: yield d
     finally:
@@ -255,6 +332,7 @@ def stage_lock(stage_dir: str|Path,  # the stage directory to write (created if 
 def release_inherited_locks():
     "In a forked worker: close the copies of this process's stage-lock descriptors, so the lock dies with its holder."
     for fd in _held_locks.values():
+        if fd < 0: continue  # an object-store lock
         try: os.close(fd)
         except OSError: pass
     _held_locks.clear()
@@ -270,7 +348,8 @@ def sql(query: str,  # DuckDB SQL; refer to tables by the names given
     con = duckdb.connect()
     for name, (path, version) in named.items():
         dset = delta_dataset(path, version)
-        if dset.files:  # DuckDB reads the current version's Parquet files itself (any text encoding)
+        if is_url(path): con.register(name, dset)  # DuckDB scans pyarrow's S3 reads (its own S3 support is a download)
+        elif dset.files:  # DuckDB reads the current version's Parquet files itself (any text encoding)
             files = ', '.join("'" + f.replace("'", "''") + "'" for f in dset.files)
             con.sql(f'create view "{name}" as select * from read_parquet([{files}], union_by_name=true)')
         else: con.register(name, dset.schema.empty_table())

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .core import (Step, StepResult, QUARANTINE_SCHEMA, RECORD_SCHEMA, REJECT_COLUMNS,
-                             fault_point, get_logger, quarantine_table, write_atomic)
+from .core import (Step, StepResult, QUARANTINE_SCHEMA, RECORD_SCHEMA, REJECT_COLUMNS, fault_point, get_logger,
+                             is_url, join_path, list_files, parquet_file, path_exists, quarantine_table, read_bytes,
+                             remove_tree, write_atomic)
 from .engines import make_engine, worker_identity
 from .lake import (commit_parquet_files, read_delta_table, read_run_manifest, stage_lock, stage_tables,
                             stage_version, write_delta, write_run_manifest)
@@ -198,18 +198,18 @@ def process_shard(steps: list[Step], shard: int, records: pa.Table, quarantined:
     "Run `steps` on one shard, write its Parquet outputs, then its completion marker; return the marker's content."
     t0 = time.time()
     kept, rejected, quar, rows = run_steps(records, steps, quarantined, shard, stage, batch_rows)
-    d = Path(work_dir)/'shards'/f'{shard:06d}'
-    d.mkdir(parents=True, exist_ok=True)
-    pq.write_table(kept, d/'records.parquet')
-    if rejected is not None: pq.write_table(rejected, d/'rejected.parquet')
-    if quar is not None: pq.write_table(quar, d/'quarantine.parquet')
+    from dcresearch.io import write_parquet
+    d = join_path(work_dir, 'shards', f'{shard:06d}')
+    write_parquet([kept], join_path(d, 'records.parquet'))
+    if rejected is not None: write_parquet([rejected], join_path(d, 'rejected.parquet'))
+    if quar is not None: write_parquet([quar], join_path(d, 'quarantine.parquet'))
     done = dict(rows=[asdict(r) for r in rows], **worker_identity(), seconds=round(time.time() - t0, 4))
-    write_atomic(Path(work_dir)/'done'/f'{shard:06d}.json', json.dumps(done))
+    write_atomic(join_path(work_dir, 'done', f'{shard:06d}.json'), json.dumps(done))
     return done
 
-def read_done(work: Path, shard: int) -> dict:
+def read_done(work: str|Path, shard: int) -> dict:
     "The completion marker of `shard` in the work directory `work` (ledger rows as `LedgerRow`s)."
-    done = json.loads((work/'done'/f'{shard:06d}.json').read_text())
+    done = json.loads(read_bytes(join_path(work, 'done', f'{shard:06d}.json')))
     if isinstance(done, list): done = dict(rows=done)  # a marker written before markers said where the shard ran
     return dict(done, rows=[LedgerRow(**r) for r in done['rows']])
 
@@ -228,14 +228,16 @@ def _fingerprint(source, steps, shard_size) -> str:
     fp = source.fingerprint() if hasattr(source, 'fingerprint') else repr(source)
     return hashlib.sha256(json.dumps([fp, [repr(s) for s in steps], shard_size], default=str).encode()).hexdigest()[:16]
 
-def _run_id(work: Path) -> str:
+def _run_id(work: str|Path) -> str:
     "The id of the run that owns `work`, made once: a resumed run keeps it, so its commits are recognised."
-    p = work/'run_id'
-    if not p.is_file(): write_atomic(p, uuid.uuid4().hex[:12])
-    return p.read_text().strip()
+    p = join_path(work, 'run_id')
+    if not path_exists(p): write_atomic(p, uuid.uuid4().hex[:12])
+    return read_bytes(p).decode().strip()
 
-def _discard(work: Path):
+def _discard(work: str|Path):
     "Remove a work directory: renamed first, so an interrupted removal never leaves a half `_work` to resume from."
+    if is_url(work):  # no rename on object storage: without its fingerprint, what is left is never resumed
+        remove_tree(join_path(work, 'fingerprint')); remove_tree(work); return
     gone = work.with_name(f'{work.name}.discarded-{uuid.uuid4().hex[:8]}')
     os.replace(work, gone)
     shutil.rmtree(gone, ignore_errors=True)
@@ -262,19 +264,20 @@ class Pipeline:
 
 # %% ../nbs/02_pipeline.ipynb #c606ec0b
 @patch
-def _open_work(self: Pipeline, work: Path, fp: str) -> set[int]:
+def _open_work(self: Pipeline, work: str|Path, fp: str) -> set[int]:
     "Prepare the work directory for fingerprint `fp`: keep a matching partial run (resume), else discard it; return the shards done."
     log = get_logger('dcresearch.pipeline')
-    for old in work.parent.glob('_work.discarded-*'): shutil.rmtree(old, ignore_errors=True)
-    if work.exists():
-        old = (work/'fingerprint').read_text() if (work/'fingerprint').exists() else None
+    if not is_url(work):
+        for old in work.parent.glob('_work.discarded-*'): shutil.rmtree(old, ignore_errors=True)
+    if path_exists(work):
+        old = read_bytes(join_path(work, 'fingerprint')).decode() if path_exists(join_path(work, 'fingerprint')) else None
         if not self.resume or old != fp:
             log.warning(f'{work}: discarding a partial run ' + ('(resume=False)' if not self.resume else 'with different inputs or steps'))
             _discard(work)
-    (work/'done').mkdir(parents=True, exist_ok=True)
-    write_atomic(work/'fingerprint', fp)
-    done = {int(p.stem) for p in (work/'done').glob('*.json')}
-    if done: log.info(f'resuming {work.parent}: {len(done)} shard(s) already done')
+    if not is_url(work): (work/'done').mkdir(parents=True, exist_ok=True)
+    write_atomic(join_path(work, 'fingerprint'), fp)
+    done = {int(str(p).rsplit('/', 1)[-1].split('.')[0]) for p in list_files(join_path(work, 'done'), '*.json')}
+    if done: log.info(f'resuming {str(work)[:-len("/_work")]}: {len(done)} shard(s) already done')
     return done
 
 # %% ../nbs/02_pipeline.ipynb #7d49c1f1
@@ -286,7 +289,7 @@ def _process_shards(self: Pipeline, source, work: Path, done: set[int], ledger: 
         ledger.add(marker['rows']); markers.append(marker); bar.update(marker['rows'][0].n_in)
     with make_engine(self.engine, self.workers, self.ray_address) as engine:
         held = any(getattr(s, 'uses_model', False) for s in self.steps)
-        steps, where = (self.steps if held else engine.share(self.steps)), str(work.absolute())  # workers may run elsewhere
+        steps, where = (self.steps if held else engine.share(self.steps)), (work if is_url(work) else str(work.absolute()))  # workers may run elsewhere
         run = lambda *a: engine.submit(process_shard, *a, where, batch_rows=self.batch_rows, held=steps) if held \
               else engine.submit(process_shard, steps, *a, where, batch_rows=self.batch_rows)
         got = lambda h: dict(d := engine.result(h), rows=[LedgerRow(**r) for r in d['rows']])
@@ -302,8 +305,8 @@ def _process_shards(self: Pipeline, source, work: Path, done: set[int], ledger: 
     return n_shards, markers
 
 # %% ../nbs/02_pipeline.ipynb #3bc9b485
-def _shard_files(work: Path, name: str) -> list[Path]:
-    return sorted((work/'shards').glob(f'*/{name}.parquet'))
+def _shard_files(work: str|Path, name: str) -> list:
+    return list_files(join_path(work, 'shards'), f'*/{name}.parquet')
 
 @patch
 def _commit(self: Pipeline, out: Path, work: Path, ledger: Ledger, extra_tables: dict) -> dict:
@@ -312,13 +315,16 @@ def _commit(self: Pipeline, out: Path, work: Path, ledger: Ledger, extra_tables:
     versions, txn = {}, f'dcr-run-{ledger.run_id}'
     for name, default in [('records', RECORD_SCHEMA), ('rejected', rej_schema), ('quarantine', QUARANTINE_SCHEMA)]:
         files = _shard_files(work, name)
-        schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options='permissive') if files else default
-        versions[name] = commit_parquet_files(out/name, files, schema.remove_metadata(), mode=self.mode, txn=txn)
+        if name == 'records' and len(files) != len(shards := {r.shard for r in ledger.rows}):  # every shard writes one
+            raise LedgerError(f'{len(shards)} shards are done but {len(files)} have a records file in {work}: '
+                              'its files were removed behind the run; run the command again with --fresh')
+        schema = pa.unify_schemas([parquet_file(f).schema_arrow for f in files], promote_options='permissive') if files else default
+        versions[name] = commit_parquet_files(join_path(out, name), files, schema.remove_metadata(), mode=self.mode, txn=txn)
         fault_point(f'{name} committed')
-    versions['ledger'] = write_delta(out/'ledger', ledger.table(), mode=self.mode, txn=txn)
+    versions['ledger'] = write_delta(join_path(out, 'ledger'), ledger.table(), mode=self.mode, txn=txn)
     fault_point('ledger committed')
     for name, table in extra_tables.items():
-        versions[name] = write_delta(out/name, table, schema=table.schema, txn=txn)
+        versions[name] = write_delta(join_path(out, name), table, schema=table.schema, txn=txn)
         fault_point(f'{name} committed')
     return versions
 
@@ -353,9 +359,9 @@ def run(self: Pipeline, source,  # a RecordReader (yields ReadBatch) or an itera
         extra_manifest: dict|None=None,  # more entries for run.json
        ) -> RunResult:
     "Run the steps over `source` into the stage directory `out`; resume if a matching partial run is there."
-    t0, out = time.time(), Path(out)
+    t0, out = time.time(), (out if is_url(out) else Path(out))
     with stage_lock(out):
-        work, fp = out/'_work', _fingerprint(source, self.steps, self.shard_size)
+        work, fp = join_path(out, '_work'), _fingerprint(source, self.steps, self.shard_size)
         done = self._open_work(work, fp)
         ledger = Ledger(run_id=_run_id(work))
         n_shards, markers = self._process_shards(source, work, done, ledger)
@@ -372,7 +378,7 @@ def run(self: Pipeline, source,  # a RecordReader (yields ReadBatch) or an itera
 def load_ledger(stage_dir: str|Path, version: int|None=None) -> Ledger:
     "The ledger of the run that wrote `stage_dir` (as its run.json says), or of an older table `version`."
     version = stage_version(stage_dir, 'ledger') if version is None else version
-    return Ledger.from_table(read_delta_table(Path(stage_dir)/'ledger', version=version))
+    return Ledger.from_table(read_delta_table(join_path(stage_dir, 'ledger'), version=version))
 
 # %% ../nbs/02_pipeline.ipynb #4a8314e1
 @dataclass
@@ -395,19 +401,19 @@ class StageCheck:
         return '\n'.join(lines)
     __repr__ = __str__
 
-def _count_rows(uri: Path, version: int) -> int:
+def _count_rows(uri: str|Path, version: int) -> int:
     "Rows in a table version, from the footers of all its files (raises if one is missing or damaged)."
-    from deltalake import DeltaTable
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in DeltaTable(str(uri), version=version).file_uris())
+    from dcresearch.lake import delta_dataset
+    return sum(f.metadata.num_rows for f in delta_dataset(uri, version).get_fragments())
 
 def verify_stage(stage_dir: str|Path,  # stage directory written by the runner
                 ) -> StageCheck:
     "Recount every table of a finished stage and compare with its ledger and run.json."
-    d, problems, notes, tables = Path(stage_dir), [], [], []
+    d, problems, notes, tables = (stage_dir if is_url(stage_dir) else Path(stage_dir)), [], [], []
     stage_tables(d)  # not a stage, or only an unfinished first run: a clear error
     manifest = read_run_manifest(d)
     if manifest is None: return StageCheck(str(d), [], ['no run.json: no run of this stage finished; run its command again'])
-    if (d/'_work').is_dir(): notes.append('an unfinished run is in _work (running now, or killed): these are the figures of the last finished run')
+    if path_exists(join_path(d, '_work')): notes.append('an unfinished run is in _work (running now, or killed): these are the figures of the last finished run')
     try:
         ledger = load_ledger(d)
         ledger.check()
@@ -421,7 +427,7 @@ def verify_stage(stage_dir: str|Path,  # stage directory written by the runner
         if n and name in expected: expected[name] -= n; notes.append(f'{name}: {n:,} row(s) erased since the run')
     for name, version in (manifest.get('tables') or {}).items():
         row = dict(table=name, version=version, rows=None, expected=expected.get(name), check='ok')
-        try: row['rows'] = _count_rows(d/name, version)
+        try: row['rows'] = _count_rows(join_path(d, name), version)
         except Exception as e:
             row['check'] = 'unreadable'; problems.append(f'{name} version {version} cannot be read: {type(e).__name__}: {e}')
         if row['rows'] is not None and row['expected'] is not None and row['rows'] != row['expected']:
@@ -443,20 +449,21 @@ class StageSource:
                  columns: list[str]|None=None,  # columns to read; default: all
                  batch_size: int=10_000,  # rows per table
                 ):
-        self.stage_dir = Path(stage_dir)
+        self.stage_dir = stage_dir if is_url(stage_dir) else Path(stage_dir)
         self.version = stage_version(self.stage_dir, 'records') if version is None else version  # says clearly if this is not a stage
         self.columns, self.batch_size, self.formats = columns, batch_size, ['delta']
 
     def __iter__(self) -> Iterator[pa.Table]:
         from dcresearch.lake import read_delta
-        yield from read_delta(self.stage_dir/'records', self.version, self.columns, self.batch_size)
+        yield from read_delta(join_path(self.stage_dir, 'records'), self.version, self.columns, self.batch_size)
 
     def with_columns(self, columns: list[str]|None) -> 'StageSource':
         "The same table version, reading only `columns`."
         return StageSource(self.stage_dir, self.version, columns, self.batch_size)
 
     def params(self) -> dict: return dict(stage_dir=str(self.stage_dir), version=self.version, columns=self.columns)
-    def fingerprint(self) -> str: return json.dumps(dict(self.params(), path=str(self.stage_dir.resolve())))
+    def fingerprint(self) -> str:
+        return json.dumps(dict(self.params(), path=self.stage_dir if is_url(self.stage_dir) else str(self.stage_dir.resolve())))
     def __repr__(self): return f'StageSource({str(self.stage_dir)!r}, version={self.version})'
 
 def open_source(inputs, **reader_kwargs):
