@@ -23,7 +23,7 @@ class build_py_with_reports(build_py):
         super().run()
         pkg = Path(self.build_lib) / cfg['lib_name']
         for src, dst, globs in [(here / 'nbs' / 'reports', pkg / 'reports' / 'notebooks', ('*.ipynb', '*.yaml')),
-                                (here / 'nbs' / 'data', pkg / 'data', ('*.json',))]:
+                                (here / 'nbs' / 'data', pkg / 'data', ('*.json', '*.py'))]:
             dst.mkdir(parents=True, exist_ok=True)
             for f in sorted(p for g in globs for p in src.glob(g)):
                 shutil.copy(f, dst / f.name)
