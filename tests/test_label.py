@@ -123,3 +123,50 @@ def test_weak_supervision_on_youtube_spam(shared):
     assert table.loc['link', 'correct'] == int((votes['link'][on] == yt['CLASS'][on].astype(str)).sum())
     accuracy = {m: (L.weak_labels(votes, m, default='0')['label'].astype(int) == yt['CLASS']).mean() for m in ('mv', 'model')}
     assert accuracy['mv'] > 0.9 and accuracy['model'] > 0.9, accuracy  # snorkel's tutorial: MV 0.842, label model 0.883
+
+
+def test_label_studio_round_trip_keeps_labels_spans_annotators_and_ids(noisy_sst, tmp_path):
+    path, _ = noisy_sst
+    rows = [json.loads(l) for l in path.read_text().splitlines()][:5]
+    (tmp_path/'in.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    (tmp_path/'predictions.jsonl').write_text(''.join(json.dumps(dict(id=r['id'], label=r['label'], prediction=1, confidence=0.75)) + '\n' for r in rows[:3]))
+    r = dcr('export', tmp_path/'in.jsonl', '--predictions', tmp_path/'predictions.jsonl', '--out', tmp_path/'x')
+    assert r.returncode == 0, r.stderr
+    tasks = json.loads((tmp_path/'x'/'tasks.json').read_text())
+    assert [t['data']['id'] for t in tasks] == [r['id'] for r in rows] and sum('predictions' in t for t in tasks) == 3
+    assert tasks[0]['predictions'][0]['score'] == 0.75
+    for k, t in enumerate(tasks):  # two annotators answer as Label Studio records it; one also marks a span
+        t['annotations'] = [dict(id=2 * k + j, completed_by=who, created_at='2026-12-01T10:00:00Z',
+                                 result=[dict(from_name='label', to_name='text', type='choices', value=dict(choices=[str(k % 2 if j else 1)]))])
+                            for j, who in enumerate([{'id': 3, 'email': 'ann@example.org'}, 11])]
+    tasks[1]['annotations'][0]['result'].append(dict(from_name='ner', to_name='text', type='labels', value=dict(start=0, end=4, text=tasks[1]['data']['text'][:4], labels=['ASPECT'])))
+    (tmp_path/'done.json').write_text(json.dumps(tasks))
+    r = dcr('import', tmp_path/'done.json', '--out', tmp_path/'i')
+    assert r.returncode == 0, r.stderr
+    back = pd.read_csv(tmp_path/'i'/'answers.csv', dtype=str)
+    assert len(back) == 11 and set(back['item']) == {r['id'] for r in rows} and set(back['annotator']) == {'ann@example.org', '11'}
+    span = back[back['label'] == 'ASPECT'].iloc[0]
+    assert (span['item'], int(float(span['start'])), int(float(span['end']))) == (rows[1]['id'], 0, 4)
+    r = dcr('aggregate', tmp_path/'i'/'answers.csv', '--out', tmp_path/'a', '--method', 'mv')
+    assert r.returncode == 0 and len(lines(tmp_path/'a'/'consensus.jsonl')) == 5, r.stderr
+    (tmp_path/'doccano.jsonl').write_text(json.dumps(dict(id=1, text='Alice paid', label=[[0, 5, 'PER']], user='u1')) + '\n'
+                                          + json.dumps(dict(id=2, text='nice', label=['positive'], user='u2')) + '\n{broken\n')
+    r = dcr('import', tmp_path/'doccano.jsonl', '--format', 'doccano', '--out', tmp_path/'d')
+    assert r.returncode == 0, r.stderr
+    d = pd.read_csv(tmp_path/'d'/'answers.csv', dtype=str)
+    assert d[['item', 'annotator', 'label']].values.tolist() == [['1', 'u1', 'PER'], ['2', 'u2', 'positive']] and d.loc[0, 'span'] == 'Alice'
+    assert lines(tmp_path/'d'/'quarantine.jsonl')[0]['reason'] == 'label:invalid_json'
+
+
+def test_weak_command_writes_labels_and_the_lf_table(shared, tmp_path):
+    yt = pd.read_csv(shared/'weak_supervision'/'Youtube01-Psy.csv')
+    (tmp_path/'yt.jsonl').write_text(''.join(json.dumps(dict(id=i, text=t, label=int(c))) + '\n' for i, t, c in zip(yt['COMMENT_ID'], yt['CONTENT'], yt['CLASS'])))
+    r = dcr('weak', tmp_path/'yt.jsonl', '--lfs', ROOT/'nbs'/'data'/'youtube_lfs.py', '--out', tmp_path/'w')
+    assert r.returncode == 0, r.stderr
+    got = lines(tmp_path/'w'/'weak_labels.jsonl')
+    assert [g['id'] for g in got] == yt['COMMENT_ID'].tolist()
+    summary = json.loads((tmp_path/'w'/'lf_analysis.json').read_text())
+    assert summary['lfs'] == 11 and summary['accuracy_on_covered'] > 0.85
+    assert {'lf', 'polarity', 'coverage', 'overlaps', 'conflicts', 'emp_accuracy'} <= set(summary['lf_analysis'][0])
+    r = dcr('weak', tmp_path/'yt.jsonl', '--out', tmp_path/'w2')
+    assert r.returncode == 2 and '--lfs' in r.stderr
