@@ -170,3 +170,28 @@ def test_weak_command_writes_labels_and_the_lf_table(shared, tmp_path):
     assert {'lf', 'polarity', 'coverage', 'overlaps', 'conflicts', 'emp_accuracy'} <= set(summary['lf_analysis'][0])
     r = dcr('weak', tmp_path/'yt.jsonl', '--out', tmp_path/'w2')
     assert r.returncode == 2 and '--lfs' in r.stderr
+
+
+def test_fix_drops_or_relabels_suspects_with_a_balanced_ledger(noisy_sst, tmp_path):
+    path, flipped = noisy_sst
+    ingest = subprocess.run([DCR, 'ingest', path, '--out', tmp_path/'ingest', '--label-field', 'label', '--quiet'], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert ingest.returncode == 0, ingest.stderr
+    found = [dict(id=i, given_label='0', suggested_label='1', score=s) for i, s in (('sst-1', 0.9), ('sst-5', 0.4))]
+    (tmp_path/'issues.jsonl').write_text(''.join(json.dumps(f) + '\n' for f in found))
+    r = dcr('fix', tmp_path/'ingest', '--issues', tmp_path/'issues.jsonl', '--fix', 'drop', '--min-score', 0.5, '--out', tmp_path/'fixed')
+    assert r.returncode == 0, r.stderr
+    from dcresearch.lake import read_stage_table
+    from dcresearch.pipeline import load_ledger, verify_stage
+    rej = read_stage_table(tmp_path/'fixed', 'rejected')
+    assert rej.num_rows == 1 and rej['reason'][0].as_py() == 'label:suspected_error' and json.loads(rej['meta'][0].as_py())['id'] == 'sst-1'
+    assert load_ledger(tmp_path/'fixed').check().summary() == dict(n_in=600, n_kept=599, n_rejected=1, n_quarantined=0)
+    assert verify_stage(tmp_path/'fixed').ok
+    r = dcr('fix', tmp_path/'ingest', '--issues', tmp_path/'issues.jsonl', '--fix', 'relabel', '--out', tmp_path/'relabelled')
+    assert r.returncode == 0, r.stderr
+    recs = read_stage_table(tmp_path/'relabelled', 'records').to_pylist()
+    changed = {json.loads(x['meta'])['id']: (x['label'], json.loads(x['meta']).get('given_label')) for x in recs if 'given_label' in json.loads(x['meta'])}
+    assert set(changed) == {'sst-1', 'sst-5'} and all(lab == '1' for lab, _ in changed.values())
+    (tmp_path/'bad.jsonl').write_text(json.dumps(dict(id='nope', given_label='0', suggested_label='1', score=1.0)) + '\n')
+    r = dcr('fix', tmp_path/'ingest', '--issues', tmp_path/'bad.jsonl', '--out', tmp_path/'x')
+    assert r.returncode == 2 and 'not in' in r.stderr
