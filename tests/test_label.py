@@ -156,6 +156,8 @@ def test_label_studio_round_trip_keeps_labels_spans_annotators_and_ids(noisy_sst
     d = pd.read_csv(tmp_path/'d'/'answers.csv', dtype=str)
     assert d[['item', 'annotator', 'label']].values.tolist() == [['1', 'u1', 'PER'], ['2', 'u2', 'positive']] and d.loc[0, 'span'] == 'Alice'
     assert lines(tmp_path/'d'/'quarantine.jsonl')[0]['reason'] == 'label:invalid_json'
+    from dcresearch.lake import read_delta_table
+    assert read_delta_table(tmp_path/'d'/'annotations').num_rows == 2
 
 
 def test_weak_command_writes_labels_and_the_lf_table(shared, tmp_path):
