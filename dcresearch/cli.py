@@ -162,7 +162,7 @@ def clean_decisions(stage_dir: str|Path,  # stage directory written by `clean`
     n = 0
     if not is_url(path): path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     with fsspec.open(str(path), 'wb') as f:
-        for batch in sql(query, stage_dir=d).fetch_arrow_reader(batch_rows):
+        for batch in sql(query, stage_dir=d).to_arrow_reader(batch_rows):
             lines = batch.column(0).to_pylist()
             f.write(('\n'.join(lines) + '\n').encode('utf-8') if lines else b''); n += len(lines)
     return n
