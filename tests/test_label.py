@@ -216,3 +216,18 @@ def test_crowdlab_uses_the_texts(noisy_sst, tmp_path):
     mv_acc = np.mean([l == truth[i] for i, l in zip(mv['item'], mv['label'])])
     # 600 sentences train too weak a model to beat the vote clearly (the benchmark's 6,920: 0.888 vs 0.790); never much worse
     assert np.mean([c['label'] == truth[c['item']] for c in cons]) > mv_acc - 0.02
+
+
+def test_doccano_export_then_import(tmp_path):
+    (tmp_path/'in.jsonl').write_text(json.dumps(dict(id='a', text='good film')) + '\n' + json.dumps(dict(id='b', text='bad film')) + '\n')
+    (tmp_path/'p.jsonl').write_text(json.dumps(dict(id='a', prediction='positive', confidence=0.9)) + '\n')
+    r = dcr('export', tmp_path/'in.jsonl', '--format', 'doccano', '--predictions', tmp_path/'p.jsonl', '--out', tmp_path/'x')
+    assert r.returncode == 0, r.stderr
+    rows = lines(tmp_path/'x'/'tasks.jsonl')
+    assert rows == [dict(id='a', text='good film', label=['positive']), dict(id='b', text='bad film', label=[])]
+    rows[1]['label'] = ['negative']
+    (tmp_path/'done.jsonl').write_text(''.join(json.dumps(dict(x, user='ann')) + '\n' for x in rows))
+    r = dcr('import', tmp_path/'done.jsonl', '--format', 'doccano', '--out', tmp_path/'i')
+    assert r.returncode == 0, r.stderr
+    back = pd.read_csv(tmp_path/'i'/'answers.csv', dtype=str)
+    assert back[['item', 'annotator', 'label']].values.tolist() == [['a', 'ann', 'positive'], ['b', 'ann', 'negative']]
