@@ -214,7 +214,8 @@ def test_crowdlab_uses_the_texts(noisy_sst, tmp_path):
     assert len(cons) == 600 and {c['item'] for c in cons} == set(truth)
     mv = L.aggregate(L.read_annotations(tmp_path/'answers.csv', 'question', 'worker', 'answer'), 'mv').items
     mv_acc = np.mean([l == truth[i] for i, l in zip(mv['item'], mv['label'])])
-    # 600 sentences train too weak a model to beat the vote clearly (the benchmark's 6,920: 0.888 vs 0.790); never much worse
+    # 600 sentences train too weak a model to beat the vote clearly (the benchmark's 6,920: 0.888 vs 0.790); on 300 it
+    # fell below the vote (0.72 vs 0.80): the README says to use CROWDLAB with thousands of items
     assert np.mean([c['label'] == truth[c['item']] for c in cons]) > mv_acc - 0.02
 
 

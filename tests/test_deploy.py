@@ -1,0 +1,153 @@
+"""Deployment: `dcr export` (ONNX + INT8 with parity), `dcr predict`, and `dcr serve` started for real (uvicorn on a free
+loopback port) and exercised over HTTP: predictions equal `dcr predict`'s, 401/413/422, concurrency, metrics, no
+request text in the log, graceful shutdown."""
+import json, os, signal, socket, subprocess, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from conftest import DCR, ROOT
+
+
+def dcr(*args, **kw):
+    return subprocess.run([DCR, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=900, **kw)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def exported(shared, tmp_path_factory):
+    "A short real fine-tune of MiniLM on SST-2 (plain Trainer: DeepSpeed has its own tests), exported with INT8; dev sentences as JSONL."
+    d = tmp_path_factory.mktemp('deploy')
+    read = lambda f, n: pd.read_csv(shared/'en_sentiment'/f, sep='\t', header=None, names=['label', 'sentence'], quoting=3).iloc[:n]
+    for name, df in (('train', read('sst2_train.tsv', 320)), ('dev', read('sst2_dev.tsv', 120))):
+        (d/f'{name}.jsonl').write_text(''.join(json.dumps(dict(id=f'{name}-{i}', sentence=s, label=int(l))) + '\n'
+                                               for i, (l, s) in enumerate(zip(df['label'], df['sentence']))))
+    r = dcr('finetune', '--train', d/'train.jsonl', '--eval', d/'dev.jsonl', '--text-field', 'sentence', '--label-field', 'label',
+            '--deepspeed', 'none', '--max-steps', 12, '--batch-size', 16, '--lr', 2e-4, '--max-length', 48, '--quiet', '--out', d/'run')
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = dcr('export', d/'run', '--out', d/'model', '--format', 'onnx', '--quantize', 'int8')
+    assert r.returncode == 0, r.stderr[-3000:]
+    return d
+
+
+def test_export_writes_onnx_int8_and_parity(exported):
+    m = json.loads((exported/'model'/'export.json').read_text())
+    assert (exported/'model'/'model.onnx').is_file() and (exported/'model'/'model.int8.onnx').is_file()
+    p = m['parity']
+    assert p['rows'] == 120 and {'pytorch', 'fp32', 'int8'} <= set(p)
+    assert p['fp32']['accuracy'] == p['pytorch']['accuracy'] and p['fp32']['max_prob_diff'] < 1e-4
+    assert abs(p['int8']['accuracy_drop']) <= 0.05 and m['default_variant'] in ('int8', 'fp32')
+    assert all(len(f['sha256']) == 64 for f in m['files'].values()) and m['labels'] == ['0', '1']
+    assert 'train.jsonl' in (exported/'model'/'README.md').read_text()  # the card, with its lineage, came along
+
+
+def test_predict_contract(exported, tmp_path):
+    lines = (exported/'dev.jsonl').read_text().splitlines()[:30]
+    lines = [json.dumps({'sentence': json.loads(l)['sentence']}) for l in lines[:10]] + ['{"sentence": broken'] + lines[10:]
+    (tmp_path/'in.jsonl').write_text('\n'.join(lines) + '\n')
+    r = dcr('predict', exported/'model', tmp_path/'in.jsonl', '--text-field', 'sentence', '--out', tmp_path/'out')
+    assert r.returncode == 0, r.stderr[-2000:]
+    preds = [json.loads(l) for l in (tmp_path/'out'/'predictions.jsonl').read_text().splitlines()]
+    assert len(preds) == 30 and all(set(p) == {'id', 'label', 'confidence'} and p['label'] in ('0', '1') for p in preds)
+    assert [p['id'] for p in preds[:10]] == list(range(10)) and preds[10]['id'] == 'dev-10'  # own ids kept, else positions
+    assert [json.loads(l)['reason'] for l in (tmp_path/'out'/'quarantine.jsonl').read_text().splitlines()] == ['io:invalid_json']
+    from dcresearch.lake import read_delta_table
+    assert read_delta_table(tmp_path/'out'/'predictions').num_rows == 30
+
+
+@pytest.fixture(scope='module')
+def server(exported):
+    """`dcr serve` on a free loopback port with an API key from a file; yields (url, key, process, log path).
+
+    The fp32 variant: INT8's dynamic quantisation scales activations per batch, so a borderline text's label can depend
+    on which texts share its batch; fp32 answers the same whatever the batching, which these checks need."""
+    key = 'k3y-' + os.urandom(16).hex()
+    (exported/'key').write_text(key); os.chmod(exported/'key', 0o600)
+    port, log = _free_port(), open(exported/'serve.log', 'w')
+    proc = subprocess.Popen([DCR, 'serve', exported/'model', '--host', '127.0.0.1', '--port', str(port), '--api-key-file', exported/'key',
+                             '--variant', 'fp32', '--max-texts', '16', '--max-chars', '2000'], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f'http://127.0.0.1:{port}'
+    for _ in range(300):
+        try:
+            if httpx.get(url + '/readyz', timeout=1).status_code == 200: break
+        except httpx.HTTPError: pass
+        assert proc.poll() is None, (exported/'serve.log').read_text()[-2000:]
+        time.sleep(0.2)
+    yield url, key, proc, exported/'serve.log'
+    if proc.poll() is None: proc.kill(); proc.wait(10)
+
+
+def test_serve_matches_predict_and_guards_its_inputs(exported, server, tmp_path):
+    url, key, proc, log = server
+    auth = {'Authorization': f'Bearer {key}'}
+    texts = [json.loads(l)['sentence'] for l in (exported/'dev.jsonl').read_text().splitlines()[:16]]
+    (tmp_path/'in.jsonl').write_text(''.join(json.dumps({'text': t}) + '\n' for t in texts))
+    assert dcr('predict', exported/'model', tmp_path/'in.jsonl', '--variant', 'fp32', '--out', tmp_path/'p').returncode == 0
+    offline = [json.loads(l) for l in (tmp_path/'p'/'predictions.jsonl').read_text().splitlines()]
+    r = httpx.post(url + '/v1/classify', json={'texts': texts}, headers=auth, timeout=30)
+    assert r.status_code == 200, r.text
+    online = r.json()['predictions']
+    assert [p['label'] for p in online] == [p['label'] for p in offline]
+    assert max(abs(a['confidence'] - b['confidence']) for a, b in zip(online, offline)) < 1e-4
+    assert r.json()['model'].startswith('model/')
+    assert httpx.post(url + '/v1/classify', json={'texts': texts[:1]}, timeout=10).status_code == 401
+    assert httpx.post(url + '/v1/classify', json={'texts': texts[:1]}, headers={'Authorization': 'Bearer wrong'}, timeout=10).status_code == 401
+    too_many = httpx.post(url + '/v1/classify', json={'texts': texts + texts[:1]}, headers=auth, timeout=10)
+    assert too_many.status_code == 413 and 'limit is 16' in too_many.json()['error']
+    assert httpx.post(url + '/v1/classify', json={'texts': ['x' * 2001]}, headers=auth, timeout=10).status_code == 413
+    bad = httpx.post(url + '/v1/classify', content=b'{"texts": [', headers={**auth, 'content-type': 'application/json'}, timeout=10)
+    assert bad.status_code == 422
+    assert httpx.post(url + '/v1/classify', json={'texts': [1, 2]}, headers=auth, timeout=10).status_code == 422
+    assert httpx.get(url + '/healthz', timeout=10).json() == {'status': 'ok'}
+
+    def one(i):
+        return httpx.post(url + '/v1/classify', json={'texts': [texts[i % 16]]}, headers=auth, timeout=30).json()['predictions'][0]['label']
+    with ThreadPoolExecutor(16) as pool: labels = list(pool.map(one, range(96)))
+    assert labels == [offline[i % 16]['label'] for i in range(96)]  # concurrent clients, each gets its own answer
+    metrics = httpx.get(url + '/metrics', timeout=10).text
+    assert 'dcr_requests_total{status="200"}' in metrics and 'dcr_requests_total{status="401"} 2.0' in metrics
+    assert 'dcr_batch_texts_count' in metrics and 'dcr_request_seconds_bucket' in metrics
+    assert not any(t[:40] in log.read_text() for t in texts)  # request texts are never logged
+    assert key not in log.read_text()
+
+
+def _start(exported, *args):
+    port, log = _free_port(), open(exported/f'serve-{len(args)}.log', 'w')
+    proc = subprocess.Popen([DCR, 'serve', exported/'model', '--port', str(port), *map(str, args)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f'http://127.0.0.1:{port}'
+    for _ in range(300):
+        try:
+            if httpx.get(url + '/readyz', timeout=1).status_code == 200: return url, proc, Path(log.name)
+        except httpx.HTTPError: pass
+        assert proc.poll() is None, Path(log.name).read_text()[-2000:]
+        time.sleep(0.2)
+    raise AssertionError('the server did not become ready')
+
+
+def test_serve_shuts_down_gracefully(exported, server):
+    _, _, shared_server, _ = server
+    shared_server.send_signal(signal.SIGTERM)  # an idle server stops at once
+    # uvicorn re-raises the SIGTERM it caught once it has finished (exit status 143, as supervisors expect)
+    assert shared_server.wait(30) in (0, -signal.SIGTERM)
+    # a server whose batches wait 1.5 s for company: requests are surely in flight when SIGTERM comes
+    url, proc, log = _start(exported, '--max-wait-ms', 1500, '--max-batch', 64)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(httpx.post, url + '/v1/classify', json={'texts': ['a fine film'] * 4}, timeout=30) for _ in range(8)]
+        time.sleep(0.7)
+        proc.send_signal(signal.SIGTERM)
+        codes = [f.result().status_code for f in futures]
+    assert codes == [200] * 8, codes  # every accepted request was answered
+    assert proc.wait(30) in (0, -signal.SIGTERM), log.read_text()[-2000:]
+    with pytest.raises(httpx.HTTPError): httpx.get(url + '/healthz', timeout=2)
+
+
+def test_serve_off_loopback_needs_a_key(exported):
+    r = dcr('serve', exported/'model', '--host', '0.0.0.0', '--port', _free_port(), env={k: v for k, v in os.environ.items() if k != 'DCR_API_KEY'})
+    assert r.returncode == 2 and '--api-key-file' in r.stderr, r.stderr
