@@ -313,6 +313,7 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/re
              workers: int=None,  # override worker processes (`ingest` stages)
              engine: str=None,  # override where shards run, 'local' or 'ray' (stages that take --engine)
              ray_address: str=None,  # override the Ray cluster to join (stages that take --ray-address)
+             max_steps: int=None,  # override the training steps of fine-tuning stages (a quick run of the whole recipe)
              quiet: bool=False,  # less output
             ):
     "Run the stages of a recipe in order (default: sample -> ingest -> clean -> dedup -> privacy -> fine-tune, and their reports)."
@@ -325,6 +326,7 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/re
         takes = command_options(command_function(cmd))
         if engine is not None and 'engine' in takes: args['engine'] = engine
         if ray_address is not None and 'ray_address' in takes: args['ray_address'] = ray_address
+        if max_steps is not None and 'max_steps' in takes: args['max_steps'] = max_steps
         if quiet: args['quiet'] = True
         log.info(f'stage {i}/{len(stages)}: {cmd} ' + ' '.join(f'{k}={v}' for k, v in args.items() if k != 'quiet'))
         t0 = time.time(); res = command_function(cmd)(**args); results.append(res)

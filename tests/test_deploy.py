@@ -26,11 +26,11 @@ def exported(shared, tmp_path_factory):
     "A short real fine-tune of MiniLM on SST-2 (plain Trainer: DeepSpeed has its own tests), exported with INT8; dev sentences as JSONL."
     d = tmp_path_factory.mktemp('deploy')
     read = lambda f, n: pd.read_csv(shared/'en_sentiment'/f, sep='\t', header=None, names=['label', 'sentence'], quoting=3).iloc[:n]
-    for name, df in (('train', read('sst2_train.tsv', 320)), ('dev', read('sst2_dev.tsv', 120))):
+    for name, df in (('train', read('sst2_train.tsv', 160)), ('dev', read('sst2_dev.tsv', 120))):
         (d/f'{name}.jsonl').write_text(''.join(json.dumps(dict(id=f'{name}-{i}', sentence=s, label=int(l))) + '\n'
                                                for i, (l, s) in enumerate(zip(df['label'], df['sentence']))))
     r = dcr('finetune', '--train', d/'train.jsonl', '--eval', d/'dev.jsonl', '--text-field', 'sentence', '--label-field', 'label',
-            '--deepspeed', 'none', '--max-steps', 12, '--batch-size', 16, '--lr', 2e-4, '--max-length', 48, '--quiet', '--out', d/'run')
+            '--deepspeed', 'none', '--max-steps', 6, '--batch-size', 16, '--lr', 2e-4, '--max-length', 48, '--quiet', '--out', d/'run')
     assert r.returncode == 0, r.stderr[-3000:]
     r = dcr('export', d/'run', '--out', d/'model', '--format', 'onnx', '--quantize', 'int8')
     assert r.returncode == 0, r.stderr[-3000:]
