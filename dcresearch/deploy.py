@@ -2,12 +2,12 @@
 
 # %% ../nbs/25_deploy.ipynb #3cd7a6ab
 from __future__ import annotations
-import hashlib, json, shutil, time
+import json, shutil, time
 from pathlib import Path
 
 import numpy as np
 
-from .core import get_logger
+from .core import file_sha256, get_logger
 
 # %% auto #0
 __all__ = ['EXPORT_MANIFEST', 'VARIANTS', 'export_model', 'onnx_probabilities', 'OnnxClassifier', 'parity', 'predict', 'export']
@@ -27,12 +27,6 @@ def _onnx_export(model, tokenizer, path: Path):
                                 input_names=['input_ids', 'attention_mask'], output_names=['logits'],
                                 dynamic_shapes={'input_ids': {0: batch, 1: seq}, 'attention_mask': {0: batch, 1: seq}})
     program.save(str(path))
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while chunk := f.read(1 << 20): h.update(chunk)
-    return h.hexdigest()
 
 def _eval_rows(run_dir: Path, limit: int) -> tuple[list[str], list[str]]:
     "Texts and true labels of the run's evaluation rows (its predictions.jsonl), at most `limit`."
@@ -73,7 +67,7 @@ def export_model(run_dir: str|Path,  # a `dcr finetune` run directory (holds mod
     if (run_dir/'model'/'README.md').is_file(): shutil.copy(run_dir/'model'/'README.md', out/'README.md')  # the card, lineage included
     manifest = dict(source_run=run_dir.name, base_model=cfg.get('model'), labels=labels, max_length=max_length,
                     lineage=cfg.get('data'), exported=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-                    files={v: dict(file=f, sha256=_sha256(out/f), bytes=(out/f).stat().st_size) for v, f in VARIANTS.items() if (out/f).is_file()})
+                    files={v: dict(file=f, sha256=file_sha256(out/f), bytes=(out/f).stat().st_size) for v, f in VARIANTS.items() if (out/f).is_file()})
     manifest['parity'] = parity(model, tok, out, *_eval_rows(run_dir, parity_rows), max_length)
     ok = [v for v in ('int8', 'fp32') if v in manifest['files'] and manifest['parity'].get(v, {}).get('accuracy_drop', 1) <= 0.01]
     manifest['default_variant'] = ok[0] if ok else 'fp32'

@@ -13,19 +13,17 @@ import pyarrow as pa
 from .core import Step, StepResult, split_by_mask
 
 # %% auto #0
-__all__ = ['ANNOTATION_COLUMNS', 'AGGREGATORS', 'ABSTAIN', 'STRATEGIES', 'LABEL_ACTIONS', 'Annotations', 'annotations_from_frame',
-           'read_annotations', 'from_label_studio', 'to_label_studio', 'to_doccano', 'from_doccano', 'value_counts',
-           'krippendorff_alpha', 'fleiss_kappa', 'pairwise_cohen', 'class_agreement', 'bootstrap_interval', 'agreement',
+__all__ = ['AGGREGATORS', 'ABSTAIN', 'STRATEGIES', 'LABEL_ACTIONS', 'Annotations', 'annotations_from_frame', 'read_annotations',
+           'from_label_studio', 'to_label_studio', 'to_doccano', 'from_doccano', 'value_counts', 'krippendorff_alpha',
+           'fleiss_kappa', 'pairwise_cohen', 'class_agreement', 'bootstrap_interval', 'agreement', 'agreement_with',
            'majority_vote', 'Consensus', 'dawid_skene', 'numeric_consensus', 'aggregate', 'accuracy_against',
-           'read_truth', 'score_on_gold', 'out_of_fold_probs', 'tfidf_features', 'rank_label_issues', 'label_issues',
-           'flip_labels', 'precision_recall_at_k', 'crowdlab', 'FixLabels', 'LabelingFunction', 'keyword_lf',
-           'regex_lf', 'function_lf', 'apply_lfs', 'lf_analysis', 'lf_label_model', 'weak_labels', 'load_lfs',
-           'select_next', 'active_learning_curve', 'labels_to_reach', 'simulate_annotations', 'plot_annotator_quality',
-           'plot_confusion', 'plot_learning_curves', 'label']
+           'read_truth', 'score_on_gold', 'out_of_fold_probs', 'tfidf_features', 'feature_views', 'rank_label_issues',
+           'label_issues', 'flip_labels', 'precision_recall_at_k', 'crowdlab', 'FixLabels', 'LabelingFunction',
+           'keyword_lf', 'regex_lf', 'function_lf', 'apply_lfs', 'lf_analysis', 'lf_label_model', 'weak_labels',
+           'load_lfs', 'select_next', 'active_learning_curve', 'labels_to_reach', 'simulate_annotations',
+           'plot_annotator_quality', 'plot_confusion', 'plot_learning_curves', 'label']
 
 # %% ../nbs/24_label.ipynb #e28e9f89
-ANNOTATION_COLUMNS = ['item', 'annotator', 'label', 'value', 'time', 'source']
-
 @dataclass
 class Annotations:
     "Answers in long format (`item, annotator, label, value, time, source`), and the rows that could not be used."
@@ -271,10 +269,8 @@ def agreement(ann: Annotations,  # the answers
         out['cohen_kappa_mean'] = float(np.average(ok['kappa'], weights=ok['shared'])) if len(ok) else float('nan')
         out['cohen_pairs'] = pairs.to_dict('records')
         out['classes'] = class_agreement(ann).to_dict('records')
-        votes = majority_vote(ann)
-        joined = ann.table.merge(votes[['item', 'label']].rename(columns={'label': 'consensus'}), on='item')
-        per = joined.assign(agree=joined['label'] == joined['consensus']).groupby('annotator')['agree'].agg(['size', 'mean'])
-        out['annotators'] = [dict(annotator=a, answers=int(r['size']), agreement_with_majority=float(r['mean'])) for a, r in per.iterrows()]
+        per = agreement_with(ann, majority_vote(ann))
+        out['annotators'] = [dict(annotator=a, answers=int(n), agreement_with_majority=float(q)) for a, n, q in per.itertuples(index=False)]
     return out
 
 # %% ../nbs/24_label.ipynb #52fa098f
@@ -282,6 +278,12 @@ def _codes(ann: Annotations):
     items, workers, labels = pd.Index(ann.items), pd.Index(ann.annotators), pd.Index(ann.labels)
     t = ann.table
     return (items, workers, labels, items.get_indexer(t['item']), workers.get_indexer(t['annotator']), labels.get_indexer(t['label']))
+
+def agreement_with(ann: Annotations, consensus: pd.DataFrame) -> pd.DataFrame:
+    "Per annotator: answers, and `quality` = the share of them equal to the `consensus` label (item, label) of their item."
+    joined = ann.table.merge(consensus[['item', 'label']].rename(columns={'label': 'consensus'}), on='item')
+    per = joined.assign(agree=joined['label'] == joined['consensus']).groupby('annotator')['agree'].agg(['size', 'mean'])
+    return pd.DataFrame({'annotator': per.index, 'answers': per['size'].values, 'quality': per['mean'].values})
 
 def majority_vote(ann: Annotations) -> pd.DataFrame:
     "Consensus per item by majority vote (ties: the more frequent label overall, then label order), with vote shares."
@@ -396,10 +398,7 @@ def aggregate(ann: Annotations,  # the answers
     if method == 'ds': return dawid_skene(ann)
     if method == 'mv':
         votes = majority_vote(ann)
-        joined = ann.table.merge(votes[['item', 'label']].rename(columns={'label': 'consensus'}), on='item')
-        per = joined.assign(agree=joined['label'] == joined['consensus']).groupby('annotator')['agree'].agg(['size', 'mean'])
-        return Consensus('mv', votes, pd.DataFrame({'annotator': per.index, 'answers': per['size'].values,
-                                                    'quality': per['mean'].values}), time.time() - t0)
+        return Consensus('mv', votes, agreement_with(ann, votes), time.time() - t0)
     return _crowdkit(method, ann)
 
 # %% ../nbs/24_label.ipynb #d50f3274
@@ -449,6 +448,17 @@ def tfidf_features(texts: list[str]):
     chars = TfidfVectorizer(analyzer='char_wb', ngram_range=(2, 4), min_df=2, sublinear_tf=True, max_features=200_000).fit_transform(texts)
     return hstack([words, chars]).tocsr()
 
+def feature_views(texts: list[str], views: tuple=('minilm', 'tfidf'), embed=None) -> list:
+    "The feature matrices of `texts` for each view: 'minilm' (`embed`, default `augment.effect.MiniLMEmbedder`) and 'tfidf'."
+    feats = []
+    if 'minilm' in views:
+        if embed is None:
+            from dcresearch.augment.effect import MiniLMEmbedder
+            embed = MiniLMEmbedder()
+        feats.append(embed(texts))
+    if 'tfidf' in views: feats.append(tfidf_features(texts))
+    return feats
+
 def rank_label_issues(labels: np.ndarray, probs: np.ndarray, method: str='ranked') -> np.ndarray:
     "Indices of suspected label errors, most likely first: 'ranked' = every example by cleanlab's label quality; 'cleanlab' = its default filter."
     from cleanlab.filter import find_label_issues
@@ -470,14 +480,7 @@ def label_issues(texts: list[str],  # the examples' texts
     classes = sorted(set(map(str, labels)), key=_label_order)
     if len(classes) < 2: raise ValueError('label issues need at least two classes in --label-field')
     y = pd.Index(classes).get_indexer([str(x) for x in labels])
-    feats = []
-    if 'minilm' in views:
-        if embed is None:
-            from dcresearch.augment.effect import MiniLMEmbedder
-            embed = MiniLMEmbedder()
-        feats.append(embed(list(texts)))
-    if 'tfidf' in views: feats.append(tfidf_features(list(texts)))
-    probs = out_of_fold_probs(feats, y, folds, seed)
+    probs = out_of_fold_probs(feature_views(list(texts), views, embed), y, folds, seed)
     from cleanlab.rank import get_label_quality_scores
     quality = get_label_quality_scores(y, probs, method='self_confidence')
     flagged = rank_label_issues(y, probs, 'cleanlab')
@@ -519,15 +522,7 @@ def crowdlab(ann: Annotations,  # the answers
     wide = np.full((len(items), len(workers)), np.nan); wide[i, w] = l
     mv = majority_vote(ann)
     y = pd.Index(labels).get_indexer(mv['label'])
-    item_texts = [texts[x] for x in items]
-    feats = []
-    if 'minilm' in views:
-        if embed is None:
-            from dcresearch.augment.effect import MiniLMEmbedder
-            embed = MiniLMEmbedder()
-        feats.append(embed(item_texts))
-    if 'tfidf' in views: feats.append(tfidf_features(item_texts))
-    probs = out_of_fold_probs(feats, y, folds, seed)
+    probs = out_of_fold_probs(feature_views([texts[x] for x in items], views, embed), y, folds, seed)
     res = get_label_quality_multiannotator(pd.DataFrame(wide, columns=list(workers)), probs, verbose=False)
     lq, stats = res['label_quality'], res['annotator_stats']
     cons = pd.DataFrame({'item': items, 'label': labels[lq['consensus_label'].to_numpy().astype(int)],
