@@ -237,7 +237,9 @@ LAZY_COMMANDS = {  # command: (module, function, its docstring for `dcr --help`;
     'augment-effect': ('dcresearch.augment.effect', 'measure_augmentation', 'Train logistic regression on MiniLM embeddings of labelled subsets with and without augmentation; write and print mean ± std.'),
     'preprocess': ('dcresearch.preprocess', 'preprocess', 'Split, leakage-check, tokenize and save `input` for a classification, SFT or causal-LM task; returns the manifest.'),
     'finetune': ('dcresearch.finetune', 'finetune', 'Fine-tune a model (DeepSpeed ZeRO-2/3, LoRA, FGM, DP-SGD) on labelled records; write metrics, predictions and the model to OUT.'),
-    'export': ('dcresearch.deploy', 'export', 'Export a fine-tuned classifier to ONNX (optionally INT8) with its tokenizer, labels, card and a parity check.'),
+    'export': ('dcresearch.deploy', 'export', 'Export a fine-tuned model (ONNX, optionally INT8, with tokenizer, labels, card and a parity check); --name registers it.'),
+    'models': ('dcresearch.deploy', 'models', 'List the registered models: name, version, task, source run, default variant, its accuracy, when exported.'),
+    'generate': ('dcresearch.deploy', 'generate', 'Continue each prompt of INPUT with an exported causal LM; write `OUT/generations.jsonl` (`{id, generation}`) and a Delta table.'),
     'predict': ('dcresearch.deploy', 'predict', 'Score INPUT with an exported classifier; write `OUT/predictions.jsonl` (`{id, label, confidence}`) and a Delta table.'),
     'serve': ('dcresearch.serve', 'serve', 'Serve an exported classifier over HTTP: POST /v1/classify, GET /healthz, /readyz, /metrics.'),
     'label': ('dcresearch.label', 'label', 'Label quality: agreement, consensus labels and annotator quality, suspected label errors, what to label next.'),
@@ -340,7 +342,7 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/re
     return results
 
 # %% ../nbs/07_cli.ipynb #5e67b6db
-CLI_POSITIONAL = {'lake': ('action', 'target'), 'label': ('action', 'input'), 'predict': ('model', 'input'), 'finetune': (), 'classify': ('path', 'level')}  # commands whose positionals are not just the first parameter
+CLI_POSITIONAL = {'lake': ('action', 'target'), 'label': ('action', 'input'), 'predict': ('model', 'input'), 'generate': ('model', 'input'), 'models': (), 'finetune': (), 'classify': ('path', 'level')}  # commands whose positionals are not just the first parameter
 
 def _add_command(sub, func, name: str|None=None):
     "Add `func` as subcommand `name` (default: its own name) of `sub`, its options' comments as help."
@@ -375,7 +377,7 @@ from .lakeops import lake
 from .privacy.access import classify, decrypt, encrypt
 from .privacy.keys import keygen
 
-COMMANDS = [ingest, clean, dedup, 'pii', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'export', 'predict', 'serve', 'label', report, pipeline, sample,
+COMMANDS = [ingest, clean, dedup, 'pii', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
             ledger, sql, verify, lake, classify, encrypt, decrypt, keygen]  # functions, or names of `LAZY_COMMANDS`
 
 def command_parser(load: str|None=None, # the lazy command to import and build fully (the one being run)

@@ -820,6 +820,7 @@ def write_run_dir(out: Path, # the run directory
     (out/'metrics.json').write_text(json.dumps(metrics, indent=2, default=str))
     (out/'log_history.json').write_text(json.dumps(log_history, indent=2, default=str))
     (out/'splits.json').write_text(json.dumps(dict(train=splits.fit.ids, eval=splits.eval.ids, held_out=splits.held_out), default=str))
+    (out/'lineage.json').write_text(json.dumps(lineage, indent=2, default=str))  # `dcr export` carries it into the model's export.json
     if predictions is not None: write_json_lines(predictions, out/'predictions.jsonl')
     write_json_lines(splits.skipped, out/'skipped.jsonl')
     (out/'model').mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 # %% ../nbs/26_serve.ipynb #80cb173c
 from __future__ import annotations
-import asyncio, hmac, ipaddress, os, time, uuid
+import asyncio, functools, hmac, ipaddress, os, time, uuid
 from pathlib import Path
 
 from pydantic import BaseModel, StrictStr
@@ -15,7 +15,7 @@ __all__ = ['MicroBatcher', 'ClassifyRequest', 'create_app', 'read_api_key', 'ser
 # %% ../nbs/26_serve.ipynb #a1b1415b
 class MicroBatcher:
     "Collect texts from concurrent requests into batches for `predict(texts) -> (labels, confidences)`."
-    def __init__(self, predict, max_batch: int=32, max_wait_ms: float=2.0, on_batch=None):
+    def __init__(self, predict, max_batch: int=32, max_wait_ms: float=0.0, on_batch=None):
         self.predict, self.max_batch, self.max_wait = predict, max_batch, max_wait_ms / 1000
         self.on_batch = on_batch or (lambda n: None)
         self.queue: asyncio.Queue|None = None
@@ -41,10 +41,12 @@ class MicroBatcher:
             jobs = [await self.queue.get()]
             n, deadline = len(jobs[0][0]), time.monotonic() + self.max_wait
             while n < self.max_batch:
-                left = deadline - time.monotonic()
-                if left <= 0: break
-                try: job = await asyncio.wait_for(self.queue.get(), left)
-                except asyncio.TimeoutError: break
+                try: job = self.queue.get_nowait()  # what queued while the model was busy joins at once
+                except asyncio.QueueEmpty:
+                    left = deadline - time.monotonic()
+                    if left <= 0: break
+                    try: job = await asyncio.wait_for(self.queue.get(), left)
+                    except asyncio.TimeoutError: break
                 jobs.append(job); n += len(job[0])
             texts = [t for job, _ in jobs for t in job]
             try:
@@ -65,12 +67,13 @@ class ClassifyRequest(BaseModel):
     "The body of POST /v1/classify."
     texts: list[StrictStr]
 
-def create_app(classifier,  # has `.predict(texts) -> (labels, confidences)` and `.name`
+def create_app(classifier,  # has `.predict(texts, batch_size) -> (labels, confidences)` and `.name`
                api_key: str|None=None,  # required as `Authorization: Bearer KEY` when set
                max_texts: int=64,  # texts per request
                max_chars: int=5000,  # characters per text
-               max_batch: int=32,  # texts per model call
-               max_wait_ms: float=2.0,  # how long a batch waits for more requests
+               max_batch: int=32,  # texts per batch (micro-batching; 1: off)
+               max_wait_ms: float=0.0,  # how long a batch also waits for more requests (0: it takes what has queued)
+               model_batch: int=1,  # texts per model call within a batch (sorted by length); raise it on a GPU
               ):
     "A FastAPI app serving `classifier` with micro-batching, limits, an optional API key and Prometheus metrics."
     from contextlib import asynccontextmanager
@@ -84,7 +87,7 @@ def create_app(classifier,  # has `.predict(texts) -> (labels, confidences)` and
     latency = Histogram('dcr_request_seconds', 'classify latency', registry=registry,
                         buckets=(.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5))
     batch_sizes = Histogram('dcr_batch_texts', 'texts per model call', registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128))
-    batcher = MicroBatcher(classifier.predict, max_batch, max_wait_ms, on_batch=batch_sizes.observe)
+    batcher = MicroBatcher(functools.partial(classifier.predict, batch_size=model_batch), max_batch, max_wait_ms, on_batch=batch_sizes.observe)
     state = dict(ready=False)
 
     @asynccontextmanager
@@ -158,24 +161,28 @@ def read_api_key(api_key_file: str|None) -> str|None:
     if key is not None and len(key) < 16: raise ValueError('the API key is shorter than 16 characters: make one with `dcr keygen FILE`')
     return key
 
-def serve(model: str,  # an exported model folder (`dcr export`)
+def serve(model: str,  # an export folder, or NAME / NAME/vN in the registry
           host: str='127.0.0.1',  # address to bind; any other than loopback requires an API key
           port: int=8000,  # port to listen on
           api_key_file: str=None,  # file holding the API key (else $DCR_API_KEY); required off loopback
           variant: str=None,  # fp32 or int8 (default: the export's choice)
           max_texts: int=64,  # texts per request (more: 413)
           max_chars: int=5000,  # characters per text (more: 413)
-          max_batch: int=32,  # texts per model call (micro-batching)
-          max_wait_ms: float=2.0,  # how long a batch waits for more requests (0: no micro-batching)
+          max_batch: int=32,  # texts per batch (micro-batching; 1: off)
+          max_wait_ms: float=0.0,  # how long a batch also waits for more requests (0: it takes what queued meanwhile)
+          model_batch: int=1,  # texts per ONNX Runtime call within a batch (sorted by length); raise it on a GPU
           threads: int=None,  # ONNX Runtime threads (default: its own choice)
+          registry: str=None,  # model registry folder (default: $DCR_MODELS or models/)
+          redact_pii: bool=False,  # replace PII with tags before the model sees a text
          ):
     "Serve an exported classifier over HTTP: POST /v1/classify, GET /healthz, /readyz, /metrics."
     import uvicorn
-    from dcresearch.deploy import OnnxClassifier
+    from dcresearch.deploy import OnnxClassifier, RedactingClassifier
     key = read_api_key(api_key_file)
     if key is None and not _is_loopback(host):
         raise ValueError(f'--host {host} is not loopback: give an API key with --api-key-file FILE (or $DCR_API_KEY)')
-    clf = OnnxClassifier(model, variant, threads)
-    app = create_app(clf, key, max_texts, max_chars, max_batch, max_wait_ms)
+    clf = OnnxClassifier(model, variant, threads, registry)
+    if redact_pii: clf = RedactingClassifier(clf)
+    app = create_app(clf, key, max_texts, max_chars, max_batch, max_wait_ms, model_batch)
     get_logger('dcresearch.serve').info(f'serving {clf.name} on http://{host}:{port} (API key {"required" if key else "off"})')
     uvicorn.run(app, host=host, port=port, log_level='warning', timeout_graceful_shutdown=30)

@@ -81,6 +81,11 @@ def test_pipeline_small_end_to_end(tmp_path):
     assert (tmp_path/'reports'/'eda.html').exists() and (tmp_path/'reports'/'index.html').exists()
     run = json.loads((tmp_path/'data'/'lake'/'ingest'/'run.json').read_text())
     assert run['counts']['n_in'] == 306 and run['counts']['n_quarantined'] == 6
+    assert json.loads((tmp_path/'data'/'models'/'sample'/'export.json').read_text())['parity']['rows'] > 0
+    page = (tmp_path/'reports'/'deployment.html').read_text()  # the last stage: the exported model's report
+    assert 'every file matches the SHA-256' in page and 'INT8 accuracy drop' in page and page.count('<img') >= 2
+    assert 'lake stage' in page and 'records v' in page  # lineage: the model back to the ingest table's version
+    assert str(tmp_path) not in page and 'deploy.OnnxClassifier(' not in page  # no machine paths, no code
 
 
 def test_clean_annotate_writes_one_decision_per_input_line(shared, tmp_path):

@@ -48,6 +48,46 @@ def test_export_writes_onnx_int8_and_parity(exported):
     assert 'train.jsonl' in (exported/'model'/'README.md').read_text()  # the card, with its lineage, came along
 
 
+def test_predict_on_a_ray_actor_pool_matches_one_process(exported, tmp_path):
+    r = dcr('predict', exported/'model', exported/'dev.jsonl', '--text-field', 'sentence', '--variant', 'fp32', '--engine', 'ray',
+            '--workers', 2, '--block-size', 25, '--out', tmp_path/'ray')
+    assert r.returncode == 0, r.stderr[-3000:]
+    from dcresearch.deploy import OnnxClassifier
+    rows = [json.loads(l) for l in (exported/'dev.jsonl').read_text().splitlines()]
+    labels, conf = OnnxClassifier(exported/'model', 'fp32').predict([r['sentence'] for r in rows])
+    ray = [json.loads(l) for l in (tmp_path/'ray'/'predictions.jsonl').read_text().splitlines()]
+    assert [(p['id'], p['label']) for p in ray] == [(r['id'], l) for r, l in zip(rows, labels)]
+    assert max(abs(p['confidence'] - c) for p, c in zip(ray, conf)) < 1e-4
+
+
+def test_registry_and_generate_with_a_causal_lm(tmp_path):
+    """A tiny random Llama run exported twice by name: v1 and v2 in the registry, `dcr models` lists them, `dcr generate`
+    continues each prompt with the newest, `dcr predict` refuses it; a changed weight file is refused by its hash."""
+    from dcresearch.core import minilm_path
+    from dcresearch.finetune import init_causal_lm
+    init_causal_lm(tmp_path/'run'/'model', minilm_path(), hidden_size=32, num_layers=1, num_heads=2)
+    (tmp_path/'run'/'run_config.json').write_text(json.dumps(dict(task='causal_lm', model='tiny-llama', max_length=64)))
+    (tmp_path/'prompts.jsonl').write_text(''.join(json.dumps(dict(id=f'p{i}', prompt=p)) + '\n' for i, p in enumerate(['hello', 'the data', 'a longer prompt here'])))
+    reg, env = tmp_path/'models', {**os.environ, 'DCR_MODELS': str(tmp_path/'models')}
+    for v in ('v1', 'v2'):
+        r = dcr('export', tmp_path/'run', '--name', 'lm', env=env)
+        assert r.returncode == 0 and f'(lm/{v})' in r.stdout, r.stderr[-2000:]
+    assert sorted(p.name for p in (reg/'lm').iterdir()) == ['v1', 'v2']  # no staging folder left
+    listing = dcr('models', '--registry', reg).stdout
+    assert 'lm' in listing and 'v1' in listing and 'v2' in listing and 'causal_lm' in listing
+    r = dcr('generate', 'lm', tmp_path/'prompts.jsonl', '--max-new-tokens', 4, '--out', tmp_path/'g', env=env)
+    assert r.returncode == 0 and 'lm/v2' in r.stdout, r.stderr[-2000:]
+    lines = [json.loads(l) for l in (tmp_path/'g'/'generations.jsonl').read_text().splitlines()]
+    assert [l['id'] for l in lines] == ['p0', 'p1', 'p2'] and all(isinstance(l['generation'], str) for l in lines)
+    assert 'dcr generate' in dcr('predict', 'lm', tmp_path/'prompts.jsonl', '--out', tmp_path/'x', env=env).stderr
+    missing = dcr('generate', 'nope', tmp_path/'prompts.jsonl', '--out', tmp_path/'y', env=env)
+    assert missing.returncode == 2 and 'has lm/v1, lm/v2' in missing.stderr
+    weights = next((reg/'lm'/'v1').glob('*.safetensors'))
+    with open(weights, 'r+b') as f: f.seek(-64, 2); f.write(b'\1' * 8)
+    changed = dcr('generate', 'lm/v1', tmp_path/'prompts.jsonl', '--out', tmp_path/'z', env=env)
+    assert changed.returncode == 2 and 'does not match its SHA-256' in changed.stderr, changed.stderr[-2000:]
+
+
 def test_predict_contract(exported, tmp_path):
     lines = (exported/'dev.jsonl').read_text().splitlines()[:30]
     lines = [json.dumps({'sentence': json.loads(l)['sentence']}) for l in lines[:10]] + ['{"sentence": broken'] + lines[10:]
@@ -96,7 +136,7 @@ def test_serve_matches_predict_and_guards_its_inputs(exported, server, tmp_path)
     online = r.json()['predictions']
     assert [p['label'] for p in online] == [p['label'] for p in offline]
     assert max(abs(a['confidence'] - b['confidence']) for a, b in zip(online, offline)) < 1e-4
-    assert r.json()['model'].startswith('model/')
+    assert r.json()['model'] == 'model'  # an unregistered export goes by its folder's name
     assert httpx.post(url + '/v1/classify', json={'texts': texts[:1]}, timeout=10).status_code == 401
     assert httpx.post(url + '/v1/classify', json={'texts': texts[:1]}, headers={'Authorization': 'Bearer wrong'}, timeout=10).status_code == 401
     too_many = httpx.post(url + '/v1/classify', json={'texts': texts + texts[:1]}, headers=auth, timeout=10)
@@ -151,3 +191,4 @@ def test_serve_shuts_down_gracefully(exported, server):
 def test_serve_off_loopback_needs_a_key(exported):
     r = dcr('serve', exported/'model', '--host', '0.0.0.0', '--port', _free_port(), env={k: v for k, v in os.environ.items() if k != 'DCR_API_KEY'})
     assert r.returncode == 2 and '--api-key-file' in r.stderr, r.stderr
+
