@@ -232,6 +232,8 @@ def dedup(inputs: list[str],  # files/globs, or one stage directory (e.g. data/l
 
 # %% ../nbs/07_cli.ipynb #bc44cc30
 LAZY_COMMANDS = {  # command: (module, function, its docstring for `dcr --help`; the test below keeps it true)
+    'crawl': ('dcresearch.crawl', 'crawl', 'Crawl politely from SEEDS into OUT/crawl.warc.gz and OUT/crawl_log.jsonl, then ingest the pages into OUT/stage.'),
+    'upload-server': ('dcresearch.upload', 'upload_server', 'Accept file uploads over HTTP into ROOT/raw (POST /v1/upload); ingest them with `dcr ingest ROOT/raw --out STAGE`.'),
     'pii': ('dcresearch.privacy.pii', 'pii', 'Find and redact PII; write a privacy stage directory plus spans.jsonl and redacted.jsonl (one line per input record).'),
     'augment-images': ('dcresearch.augment.image', 'augment_images', 'Augment image files into `OUT/images/`, with `OUT/augmented.jsonl` tracing each to its source and label.'),
     'augment-effect': ('dcresearch.augment.effect', 'measure_augmentation', 'Train logistic regression on MiniLM embeddings of labelled subsets with and without augmentation; write and print mean ± std.'),
@@ -316,20 +318,26 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/re
              engine: str=None,  # override where shards run, 'local' or 'ray' (stages that take --engine)
              ray_address: str=None,  # override the Ray cluster to join (stages that take --ray-address)
              max_steps: int=None,  # override the training steps of fine-tuning stages (a quick run of the whole recipe)
+             skip: list[str]=None,  # stages to leave out: a command (export) or a report (report:augmentation)
              quiet: bool=False,  # less output
             ):
     "Run the stages of a recipe in order (default: sample -> ingest -> clean -> dedup -> privacy -> fine-tune, and their reports)."
     from dcresearch.lake import is_stage_dir
     from dcresearch.pipeline import verify_stage
     log, stages, results = get_logger('dcresearch.cli'), load_recipe(recipe), []
+    names = {cmd if cmd != 'report' else f"report:{args.get('name')}" for cmd, args in stages}
+    unknown = [s for s in skip or [] if s not in names]
+    if unknown: raise ValueError(f"--skip {' '.join(unknown)}: the recipe has no such stage; its stages: {', '.join(sorted(names))}")
     for i, (cmd, args) in enumerate(stages, 1):
+        if cmd in (skip or []) or (cmd == 'report' and f"report:{args.get('name')}" in (skip or [])):
+            log.info(f'stage {i}/{len(stages)}: {cmd} skipped (--skip)'); continue
         if cmd == 'sample' and docs is not None: args['docs'] = docs
         if cmd == 'ingest' and workers is not None: args['workers'] = workers
         takes = command_options(command_function(cmd))
         if engine is not None and 'engine' in takes: args['engine'] = engine
         if ray_address is not None and 'ray_address' in takes: args['ray_address'] = ray_address
         if max_steps is not None and 'max_steps' in takes: args['max_steps'] = max_steps
-        if quiet: args['quiet'] = True
+        if quiet and 'quiet' in takes: args['quiet'] = True
         log.info(f'stage {i}/{len(stages)}: {cmd} ' + ' '.join(f'{k}={v}' for k, v in args.items() if k != 'quiet'))
         t0 = time.time(); res = command_function(cmd)(**args); results.append(res)
         if cmd == 'report' and res is not None and not res.ok:
@@ -342,7 +350,7 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/re
     return results
 
 # %% ../nbs/07_cli.ipynb #5e67b6db
-CLI_POSITIONAL = {'lake': ('action', 'target'), 'label': ('action', 'input'), 'predict': ('model', 'input'), 'generate': ('model', 'input'), 'models': (), 'finetune': (), 'classify': ('path', 'level')}  # commands whose positionals are not just the first parameter
+CLI_POSITIONAL = {'lake': ('action', 'target'), 'label': ('action', 'input'), 'predict': ('model', 'input'), 'generate': ('model', 'input'), 'models': (), 'upload-server': (), 'finetune': (), 'classify': ('path', 'level')}  # commands whose positionals are not just the first parameter
 
 def _add_command(sub, func, name: str|None=None):
     "Add `func` as subcommand `name` (default: its own name) of `sub`, its options' comments as help."
@@ -377,7 +385,7 @@ from .lakeops import lake
 from .privacy.access import classify, decrypt, encrypt
 from .privacy.keys import keygen
 
-COMMANDS = [ingest, clean, dedup, 'pii', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
+COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
             ledger, sql, verify, lake, classify, encrypt, decrypt, keygen]  # functions, or names of `LAZY_COMMANDS`
 
 def command_parser(load: str|None=None, # the lazy command to import and build fully (the one being run)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, StrictStr
 from .core import get_logger
 
 # %% auto #0
-__all__ = ['MicroBatcher', 'ClassifyRequest', 'create_app', 'read_api_key', 'serve']
+__all__ = ['MicroBatcher', 'ClassifyRequest', 'authorised', 'create_app', 'read_api_key', 'serve']
 
 # %% ../nbs/26_serve.ipynb #a1b1415b
 class MicroBatcher:
@@ -67,6 +67,13 @@ class ClassifyRequest(BaseModel):
     "The body of POST /v1/classify."
     texts: list[StrictStr]
 
+def authorised(request, api_key: str|None) -> bool:
+    "Whether `request` carries `Authorization: Bearer API_KEY` (compared in constant time); always, when no key is set."
+    if api_key is None: return True
+    given = request.headers.get('authorization', '')
+    token = given[7:] if given.lower().startswith('bearer ') else ''
+    return hmac.compare_digest(token.encode(), api_key.encode())
+
 def create_app(classifier,  # has `.predict(texts, batch_size) -> (labels, confidences)` and `.name`
                api_key: str|None=None,  # required as `Authorization: Bearer KEY` when set
                max_texts: int=64,  # texts per request
@@ -114,11 +121,8 @@ def create_app(classifier,  # has `.predict(texts, batch_size) -> (labels, confi
     async def authorise(request: Request, call_next):
         if request.url.path.startswith('/v1/') and int(request.headers.get('content-length') or 0) > max_body:
             return error(413, f'a body of {request.headers["content-length"]} bytes; the limits allow at most {max_body}')
-        if api_key is not None and request.url.path.startswith('/v1/'):
-            given = request.headers.get('authorization', '')
-            token = given[7:] if given.lower().startswith('bearer ') else ''
-            if not hmac.compare_digest(token.encode(), api_key.encode()):
-                return error(401, 'missing or wrong API key: send Authorization: Bearer KEY')
+        if request.url.path.startswith('/v1/') and not authorised(request, api_key):
+            return error(401, 'missing or wrong API key: send Authorization: Bearer KEY')
         return await call_next(request)
 
     @app.post('/v1/classify')

@@ -26,3 +26,22 @@ def shared() -> Path:
     "The real public datasets (../shared/data); tests that need them skip clearly if absent."
     if not SHARED.is_dir(): pytest.skip(f'real data not found at {SHARED}')
     return SHARED
+
+
+def free_port() -> int:
+    "A free TCP port on 127.0.0.1 (tests bind services to loopback only)."
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+def wait_until_up(url: str, proc, log: Path, path: str='/healthz', tries: int=300):
+    "Poll `url + path` until it answers 200; fail with the server's log if the process exits first."
+    import time, httpx
+    for _ in range(tries):
+        try:
+            if httpx.get(url + path, timeout=1).status_code == 200: return
+        except httpx.HTTPError: pass
+        assert proc.poll() is None, Path(log).read_text()[-2000:]
+        time.sleep(0.2)
+    raise AssertionError(f'{url} did not come up')
