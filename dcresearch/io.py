@@ -2,7 +2,7 @@
 
 # %% ../nbs/01_io.ipynb #b98310b3
 from __future__ import annotations
-import codecs, csv, glob, gzip, hashlib, io, itertools, json, os
+import codecs, csv, glob, gzip, hashlib, io, itertools, json, os, re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -21,17 +21,17 @@ import pyarrow.parquet as pq
 from .core import get_logger, is_url, make_records, quarantine_table, QuarantineRow, RAW_PREVIEW_CHARS, RECORD_SCHEMA, split_by_mask, stable_id, Step, StepResult
 
 # %% auto #0
-__all__ = ['SUPPORTED_FORMATS', 'COMPRESSIONS', 'FORMAT_BY_EXTENSION', 'MAGIC', 'READER_VERSION', 'MAX_JSON_DEPTH',
-           'HTML_CONTENT_TYPES', 'detect_format', 'resolve_inputs', 'BadFile', 'sniff_encoding', 'ReadBatch',
-           'RecordReader', 'read_records', 'split_locator', 'HtmlToText', 'ingest_steps', 'write_jsonl',
-           'write_parquet', 'split_source', 'quarantine_locator', 'input_ids', 'write_json_lines', 'column_list',
-           'ReadOptions']
+__all__ = ['SUPPORTED_FORMATS', 'COMPRESSIONS', 'FORMAT_BY_EXTENSION', 'HF_SHARD', 'HF_REPO_EXTRAS', 'MAGIC', 'READER_VERSION',
+           'MAX_JSON_DEPTH', 'HTML_CONTENT_TYPES', 'detect_format', 'hf_split', 'hf_dataset_files', 'resolve_inputs',
+           'BadFile', 'sniff_encoding', 'ReadBatch', 'RecordReader', 'read_records', 'split_locator', 'HtmlToText',
+           'ingest_steps', 'write_jsonl', 'write_parquet', 'split_source', 'quarantine_locator', 'input_ids',
+           'write_json_lines', 'column_list', 'ReadOptions']
 
 # %% ../nbs/01_io.ipynb #e2f0f1ae
-SUPPORTED_FORMATS = ('jsonl', 'json', 'csv', 'tsv', 'parquet', 'txt', 'warc')
+SUPPORTED_FORMATS = ('jsonl', 'json', 'csv', 'tsv', 'parquet', 'arrow', 'txt', 'warc')
 COMPRESSIONS = {'.gz': 'gzip', '.zst': 'zstd', '.bz2': 'bz2', '.xz': 'xz'}  # suffix -> codec
 FORMAT_BY_EXTENSION = {'.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'json', '.csv': 'csv', '.tsv': 'tsv',
-                       '.parquet': 'parquet', '.pq': 'parquet', '.txt': 'txt', '.text': 'txt', '.warc': 'warc'}
+                       '.parquet': 'parquet', '.pq': 'parquet', '.arrow': 'arrow', '.txt': 'txt', '.text': 'txt', '.warc': 'warc'}
 
 def _is_url(path: str) -> bool: return '://' in path or '::' in path
 
@@ -57,6 +57,32 @@ def detect_format(path: str, # a file path or URL
 
 # %% ../nbs/01_io.ipynb #66a9291b
 _GLOB_CHARS = set('*?[')
+
+HF_SHARD = re.compile(r'(?P<split>[A-Za-z][\w.]*?)-\d{5}-of-\d{5}\.(?:parquet|arrow)$')
+HF_REPO_EXTRAS = ('README.md', 'dataset_infos.json', 'dataset_info.json', 'state.json', 'dataset_dict.json')
+
+def hf_split(path: str) -> str|None:
+    "The split of a Hugging Face shard: `train-00000-of-00002.parquet`, `test/data-00000-of-00001.arrow`, `train/0000.parquet`."
+    name, parent = os.path.basename(path), os.path.basename(os.path.dirname(path))
+    m = HF_SHARD.match(name)
+    if m and m['split'] != 'data': return m['split']
+    if (m or re.fullmatch(r'\d{4,5}\.parquet', name)) and parent and parent not in ('data', '.'): return parent
+    return None
+
+def hf_dataset_files(folder: str) -> list[str]|None:
+    "The data files of a Hugging Face dataset folder (`save_to_disk`, or a Parquet shard layout); None when it is not one."
+    p = Path(folder)
+    if (p/'dataset_dict.json').is_file():  # a DatasetDict: one saved Dataset per split
+        splits = json.loads((p/'dataset_dict.json').read_text())['splits']
+        return [f for s in splits for f in hf_dataset_files(str(p/s)) or []]
+    if (p/'state.json').is_file() and (p/'dataset_info.json').is_file():
+        return [str(p/f['filename']) for f in json.loads((p/'state.json').read_text())['_data_files']]
+    files = _walk_local(folder)
+    shards = [f for f in files if f.endswith('.parquet')]
+    if shards and any(HF_SHARD.search(f) or hf_split(f) for f in shards) and all(
+            f in shards or os.path.basename(f) in HF_REPO_EXTRAS for f in files):
+        return sorted(shards)  # the model card and infos of a dataset repository are not data
+    return None
 
 def _walk_local(folder: str) -> list[str]:
     "All files under `folder`, recursively, skipping hidden (`.`) and bookkeeping (`_`) names."
@@ -86,7 +112,7 @@ def _resolve_one(item: str) -> list[str]:
         if os.path.isfile(os.path.join(item, '_dcr_manifest.json')):
             raise ValueError(f"{item!r} is an encrypted dataset: decrypt it first with `dcr decrypt {item} --out DIR` "
                              "(key from DCR_KEY_FILE or DCR_KEY), then give DIR")
-        found = _walk_local(item)
+        found = hf_dataset_files(item) or _walk_local(item)
         if not found: raise FileNotFoundError(f"the folder {item!r} contains no files")
         return found
     if _GLOB_CHARS & set(item):
@@ -279,7 +305,7 @@ class RecordReader:
         for p, f in zip(self.paths, self.formats):
             if f in ('csv', 'tsv') and not csv_header and not self.column_names:
                 raise ValueError(f"{p!r}: --no-header needs --column-names (column_names=[...] in Python) to know which column is {text_field!r}")
-            if f == 'parquet' and _split_compression(p)[1]:
+            if f in ('parquet', 'arrow') and _split_compression(p)[1]:
                 raise ValueError(f"{p!r}: Parquet compresses internally; decompress the file, then read it")
         self._utf8 = codec in ('utf-8', 'utf-8-sig')
         self._bad_encoding = 'io:invalid_utf8' if self._utf8 else 'io:invalid_encoding'
@@ -294,6 +320,8 @@ class RecordReader:
                 columns = _csv_header(self, path, fmt)
             elif fmt == 'parquet':
                 with _open_bytes(path, compression=None) as raw: columns = pq.ParquetFile(raw).schema_arrow.names
+            elif fmt == 'arrow':
+                with _open_bytes(path, compression=None) as raw: columns = _arrow_reader(raw).schema.names
             elif fmt in ('jsonl', 'json'):  # only when none of the first objects has the field (a few bad lines are quarantined)
                 objs = [o for o in itertools.islice(_probe_objects(self, path, fmt), probe) if type(o) is dict]
                 if not objs or any(self.text_field in o for o in objs): return
@@ -616,11 +644,41 @@ def _read_parquet(rr: RecordReader, path: str, cur: _Cursor):
             yield QuarantineRow('io', 'io:missing_text_field', path, 0, f"no column {rr.text_field!r} in "
                                 f"{pf.schema_arrow.names}: {pf.metadata.num_rows} rows skipped; choose it with --text-field")
             return
-        offset = 0
-        for batch in pf.iter_batches(batch_size=rr.batch_size):
-            yield from _parquet_slice(rr, path, batch, offset)
-            offset += batch.num_rows
-            cur.next = offset
+        yield from _columnar_rows(rr, path, cur, pf.iter_batches(batch_size=rr.batch_size))
+
+def _columnar_rows(rr: RecordReader, path: str, cur: _Cursor, batches):
+    "The rows of Arrow record batches (Parquet, Arrow IPC), with the Hugging Face split of the file in `meta` when it has one."
+    offset, split = 0, hf_split(path)
+    for batch in batches:
+        for row in _parquet_slice(rr, path, batch, offset):
+            if split and isinstance(row, tuple): row = (*row[:5], {**(row[5] or {}), 'split': split})
+            yield row
+        offset += batch.num_rows
+        cur.next = offset
+
+def _arrow_reader(raw):
+    "An Arrow IPC reader: the streaming format (Hugging Face `save_to_disk`) or the file format."
+    try: return pa.ipc.open_stream(raw)
+    except pa.ArrowInvalid:
+        raw.seek(0)
+        f = pa.ipc.open_file(raw)
+        class _Batches:
+            schema = f.schema
+            def __iter__(self): return (f.get_batch(i) for i in range(f.num_record_batches))
+        return _Batches()
+
+def _read_arrow(rr: RecordReader, path: str, cur: _Cursor):
+    "Arrow IPC (a Hugging Face `save_to_disk` shard): a record or a quarantine row per row."
+    with _open_bytes(path, compression=None) as raw:
+        cur.opened, cur.next = True, 0
+        reader = _arrow_reader(raw)  # not Arrow: `io:truncated_file` / unreadable, quarantined by the caller
+        if rr.text_field not in reader.schema.names:
+            yield QuarantineRow('io', 'io:missing_text_field', path, 0, f"no column {rr.text_field!r} in "
+                                f"{reader.schema.names}: rows skipped; choose it with --text-field")
+            return
+        yield from _columnar_rows(rr, path, cur, (batch.slice(s, rr.batch_size) for batch in reader for s in range(0, batch.num_rows, rr.batch_size)))
+
+_READERS['arrow'] = _read_arrow
 
 def _parquet_slice(rr: RecordReader, path: str, batch: pa.RecordBatch, offset: int):
     text = batch.column(rr.text_field)

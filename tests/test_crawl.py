@@ -91,6 +91,12 @@ def test_contract_polite_crawl_then_ingest(site, tmp_path):
     assert summary['n_in'] == len(warc)  # every fetched page is counted by the ingest
     texts = read_delta_table(out/'stage'/'records').column('text').to_pylist()
     assert any('Café crème' in t for t in texts)  # the Latin-1 page decoded by its charset
+    from dcresearch.reports.runner import run_report
+    rep = run_report('collection', dict(crawl=str(out)), out_dir=tmp_path/'reports', progress=False)
+    assert rep.ok, rep.error
+    page = rep.html.read_text()
+    assert 'pages fetched' in page and 'too_large' in page and 'Politeness' in page and 'text records' in page
+    assert page.count('<img') >= 3 and 'No crawl given' not in page
 
 
 def test_a_killed_crawl_resumes_without_refetching(site, tmp_path):

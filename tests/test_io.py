@@ -2,7 +2,7 @@
 
 Run: HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python -m pytest tests/test_io.py -q
 """
-import gzip, json, time
+import gzip, json, os, time
 from collections import Counter
 from pathlib import Path
 
@@ -245,3 +245,24 @@ def test_jsonl_speed(tmp_path):
     assert sum(b.records.num_rows for b in RecordReader(str(p), batch_size=10_000)) == n
     rate = n / (time.perf_counter() - start)
     assert rate > 50_000, f'{rate:,.0f} lines/s'  # ~400k/s measured on one core; lenient for busy CI machines
+
+
+def test_ingest_reads_hugging_face_layouts_offline(shared, tmp_path):
+    "SST-2 dev saved with `datasets.save_to_disk` and written in the Hub's Parquet layout: `dcr ingest` reads both, splits in meta."
+    import datasets, pandas as pd, subprocess
+    from conftest import DCR, ROOT
+    from dcresearch.lake import read_delta_table
+    df = pd.read_csv(shared/'en_sentiment'/'sst2_dev.tsv', sep='\t', header=None, names=['label', 'sentence'], quoting=3)
+    dd = datasets.DatasetDict({'validation': datasets.Dataset.from_pandas(df.iloc[:500], preserve_index=False),
+                               'test': datasets.Dataset.from_pandas(df.iloc[500:], preserve_index=False)})
+    dd.save_to_disk(str(tmp_path/'saved'))
+    (tmp_path/'hub'/'data').mkdir(parents=True); (tmp_path/'hub'/'README.md').write_text('---\nlicense: other\n---\n')
+    for split, part in dd.items(): part.to_parquet(str(tmp_path/'hub'/'data'/f'{split}-00000-of-00001.parquet'))
+    for name in ('saved', 'hub'):
+        r = subprocess.run([DCR, 'ingest', tmp_path/name, '--out', tmp_path/f'{name}_stage', '--text-field', 'sentence',
+                            '--label-field', 'label', '--quiet'], cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, 'HF_DATASETS_OFFLINE': '1'})
+        assert r.returncode == 0, r.stderr[-2000:]
+        t = read_delta_table(tmp_path/f'{name}_stage'/'records')
+        assert t.num_rows == len(df)
+        splits = [json.loads(m)['split'] for m in t.column('meta').to_pylist()]
+        assert splits.count('validation') == 500 and splits.count('test') == len(df) - 500
