@@ -119,6 +119,20 @@ def test_a_killed_crawl_resumes_without_refetching(site, tmp_path):
     assert json.loads((out/'crawl.json').read_text())['finished']
 
 
+def test_two_crawls_into_one_folder(site, tmp_path):
+    "The second writer is refused at once (exit 2, naming the holder), not interleaved with the first."
+    out = tmp_path/'crawl'
+    first = subprocess.Popen([DCR, 'crawl', site.url + 'hub', '--out', str(out), '--max-pages', '20', '--no-ingest'], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (out/'crawl.json').is_file(): time.sleep(0.05)
+        second = dcr('crawl', site.url + 'hub', '--out', out, '--no-ingest')
+        assert second.returncode == 2 and 'locked by another writer' in second.stderr, second.stderr[-2000:]
+    finally:
+        first.kill(); first.wait(10)
+
+
 def test_feed_recrawl_fetches_only_new_items(site, tmp_path):
     def feed(n):
         items = ''.join(f'<item><title>n{i}</title><link>{site.url}news/{i}</link></item>' for i in range(1, n + 1))
