@@ -280,7 +280,7 @@ def predict(model: str,  # an export folder, or NAME / NAME/vN in the registry
             engine: str='local',  # local (this process) or ray (an actor pool, one model per actor)
             workers: int=1,  # ray: CPUs of the local Ray it starts (no --ray-address)
             ray_address: str=None,  # ray: 'auto' or ray://host:10001 joins a cluster
-            block_size: int=1024,  # texts per actor call (--engine ray)
+            block_size: int=1024,  # texts per call: in this process, or on an actor (--engine ray)
             quiet: bool=False,  # print nothing
            ):
     "Score INPUT with an exported classifier; write `OUT/predictions.jsonl` (`{id, label, confidence}`) and a Delta table."
@@ -292,15 +292,14 @@ def predict(model: str,  # an export folder, or NAME / NAME/vN in the registry
     model_dir, out, t0 = resolve_model(model, registry), Path(out), time.time()
     key = (str(model_dir.resolve()), variant, redact_pii)
     if engine not in ('local', 'ray'): raise ValueError(f'--engine {engine}: choose local or ray')
-    clf = loaded_classifier(*key)  # loaded (and its hashes checked) here: an unusable model fails before any actor starts
+    loaded_classifier(*key)  # loaded (and its hashes checked) here: an unusable model fails before any actor starts
     rows, bad = read_rows(input, text_field)
     texts = [r['text'] for r in rows]
-    if engine == 'local': labels, conf = clf.predict(texts, batch_size)
-    else:
-        with make_engine(engine, workers, ray_address) as eng:
-            handles = [eng.submit(_predict_block, texts[s:s + block_size], batch_size, held=key) for s in range(0, len(texts), block_size)]
-            parts = [eng.result(h) for h in handles]
-        labels, conf = [l for p in parts for l in p[0]], np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
+    # one path for both engines: blocks of texts to `_predict_block` (in this process for local, on actors for ray)
+    with make_engine(engine, 1 if engine == 'local' else workers, ray_address) as eng:
+        handles = [eng.submit(_predict_block, texts[s:s + block_size], batch_size, held=key) for s in range(0, len(texts), block_size)]
+        parts = [eng.result(h) for h in handles]
+    labels, conf = [l for p in parts for l in p[0]], np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
     preds = [dict(id=r['id'], label=l, confidence=round(float(c), 6)) for r, l, c in zip(rows, labels, conf)]
     write_json_lines(preds, out/'predictions.jsonl')
     write_delta(out/'predictions', pa.table({'id': [str(p['id']) for p in preds], 'label': labels, 'confidence': conf.astype(float)}),

@@ -83,6 +83,7 @@ def test_pipeline_small_end_to_end(tmp_path):
     run = json.loads((tmp_path/'data'/'lake'/'ingest'/'run.json').read_text())
     assert run['counts']['n_in'] == 306 and run['counts']['n_quarantined'] == 6
     assert json.loads((tmp_path/'data'/'models'/'sample'/'export.json').read_text())['parity']['rows'] > 0
+    assert 'ingest' in (tmp_path/'data'/'models'/'sample'/'README.md').read_text()  # the model card, lineage and all, came along
     page = (tmp_path/'reports'/'deployment.html').read_text()  # the last stage: the exported model's report
     assert 'every file matches the SHA-256' in page and 'INT8 accuracy drop' in page and page.count('<img') >= 2
     assert 'lake stage' in page and 'records v' in page  # lineage: the model back to the ingest table's version
