@@ -233,7 +233,7 @@ def dedup(inputs: list[str],  # files/globs, or one stage directory (e.g. data/l
 # %% ../nbs/07_cli.ipynb #bc44cc30
 LAZY_COMMANDS = {  # command: (module, function, its docstring for `dcr --help`; the test below keeps it true)
     'crawl': ('dcresearch.crawl', 'crawl', 'Crawl politely from SEEDS into OUT/crawl.warc.gz and OUT/crawl_log.jsonl, then ingest the pages into OUT/stage.'),
-    'upload-server': ('dcresearch.upload', 'upload_server', 'Accept file uploads over HTTP into ROOT/raw (POST /v1/upload); ingest them with `dcr ingest ROOT/raw --out STAGE`.'),
+    'upload-server': ('dcresearch.upload', 'upload_server', 'Accept file uploads over HTTP into ROOT/raw (POST /v1/upload) and ingest them into a stage (POST /v1/ingest).'),
     'pii': ('dcresearch.privacy.pii', 'pii', 'Find and redact PII; write a privacy stage directory plus spans.jsonl and redacted.jsonl (one line per input record).'),
     'augment-images': ('dcresearch.augment.image', 'augment_images', 'Augment image files into `OUT/images/`, with `OUT/augmented.jsonl` tracing each to its source and label.'),
     'augment-effect': ('dcresearch.augment.effect', 'measure_augmentation', 'Train logistic regression on MiniLM embeddings of labelled subsets with and without augmentation; write and print mean ± std.'),
