@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/serve_speed.py [--parts inprocess http] [--threads 2] [--requests 2000]
 
 - The model: all-MiniLM-L6-v2 fine-tuned with `dcr finetune` (plain Trainer, one epoch over the first --train-rows
-  rows of SST-2 train), exported with `dcr export --quantize int8`; both cached in data/cache/serve_bench/ (the
+  rows of SST-2 train, all 6,920 by default), exported with `dcr export --quantize int8`; both cached in data/cache/serve_bench/ (the
   first run trains and exports, a few CPU-minutes; later runs reuse them).
 - inprocess: for PyTorch fp32, PyTorch dynamic INT8 (`torch.ao.quantization.quantize_dynamic` on the Linear layers),
   ONNX Runtime fp32 and INT8 (`dcresearch.deploy.OnnxClassifier`): accuracy on SST-2 dev (872 sentences), latency
@@ -168,7 +168,7 @@ def main():
     ap.add_argument('--parts', nargs='+', default=['inprocess', 'http'], choices=['inprocess', 'http'])
     ap.add_argument('--threads', type=int, default=2, help='inference threads (PyTorch and ONNX Runtime)')
     ap.add_argument('--requests', type=int, default=2000, help='requests per HTTP measurement')
-    ap.add_argument('--train-rows', type=int, default=8000, help='SST-2 train rows to fine-tune on (first run only)')
+    ap.add_argument('--train-rows', type=int, default=8000, help='SST-2 train rows to fine-tune on (first run only; the file has 6,920)')
     ap.add_argument('--baseline-server', type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
