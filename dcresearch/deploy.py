@@ -11,8 +11,9 @@ from .core import file_sha256, get_logger
 
 # %% auto #0
 __all__ = ['EXPORT_MANIFEST', 'VARIANTS', 'MODEL_NAME', 'export_model', 'registry_root', 'register_model', 'staging_dir',
-           'list_models', 'resolve_model', 'verify_files', 'onnx_probabilities', 'OnnxClassifier', 'parity',
-           'loaded_classifier', 'RedactingClassifier', 'predict', 'CausalGenerator', 'generate', 'export', 'models']
+           'list_models', 'resolve_model', 'model_name', 'verify_files', 'onnx_probabilities', 'OnnxClassifier',
+           'parity', 'loaded_classifier', 'RedactingClassifier', 'predict', 'CausalGenerator', 'generate', 'export',
+           'models']
 
 # %% ../nbs/25_deploy.ipynb #c2742081
 EXPORT_MANIFEST = 'export.json'
@@ -158,6 +159,10 @@ def resolve_model(model: str|Path,  # an export folder, `NAME` (newest version) 
     raise FileNotFoundError(f'{model}: not an export folder (no {EXPORT_MANIFEST}) nor a registered model; the registry {root} '
                             f'has {have} (--registry or $DCR_MODELS names another; `dcr export RUN --name NAME` registers one)')
 
+def model_name(model_dir: Path, manifest: dict) -> str:
+    "How a model is called in answers and reports: `NAME/vN` when registered, else its export folder's name."
+    return f"{manifest['name']}/{manifest['version']}" if manifest.get('name') else Path(model_dir).name
+
 def verify_files(model_dir: str|Path,  # an export folder
                  only: list[str]|None=None,  # file names to check (default: all in export.json)
                 ) -> dict:
@@ -210,8 +215,7 @@ class OnnxClassifier:
     @property
     def name(self) -> str:
         "`NAME/vN` for a registered model, else the export folder's name."
-        m = self.manifest
-        return f"{m['name']}/{m['version']}" if m.get('name') else self.model_dir.name
+        return model_name(self.model_dir, self.manifest)
 
     def probabilities(self, texts: list[str], batch_size: int=32) -> np.ndarray:
         "Class probabilities, one row per text, in input order (batches of similar lengths)."
@@ -327,8 +331,7 @@ class CausalGenerator:
 
     @property
     def name(self) -> str:
-        m = self.manifest
-        return f"{m['name']}/{m['version']}" if m.get('name') else self.model_dir.name
+        return model_name(self.model_dir, self.manifest)
 
     def generate(self, prompts: list[str], max_new_tokens: int=32, batch_size: int=8, temperature: float=0.0, seed: int=0) -> list[str]:
         "The continuation of each prompt (new tokens only, special tokens dropped), in input order."
