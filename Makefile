@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 PYDEVD_DISABLE_FILE_VALIDATION=1 MPLBACKEND=Agg RAY_USAGE_STATS_ENABLED=0
 
-.PHONY: pipeline test lab venv lock nbs clean help
+.PHONY: pipeline test lab venv lock nbs clean help ner-models
 help:
 	@echo "make pipeline   sample corpus -> lake -> reports/eda.html + reports/index.html"
 	@echo "make test       notebooks in sync, nbdev_test, pytest"
 	@echo "make lab        JupyterLab on the notebooks"
 	@echo "make nbs        nbdev_export + nbdev_clean after editing notebooks"
 	@echo "make lock       re-pin constraints.txt and environment.yml from the current .venv"
+	@echo "make ner-models rebuild the English and Chinese NER models in dcresearch/models from ../shared/data"
 
 # The virtual environment, installed from the pinned constraints; rebuilt when the pins change.
 $(STAMP): settings.ini setup.py constraints.txt
@@ -51,6 +52,11 @@ lab: $(STAMP)
 
 nbs: $(STAMP)
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+
+# The PII detector's NER models (shipped in dcresearch/models): CoNLL-2003 (en) and CLUENER (zh), one thread, fixed seed.
+ner-models: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/dcr build-ner --language en
+	OMP_NUM_THREADS=1 $(BIN)/dcr build-ner --language zh --max-steps 9000
 
 lock: $(STAMP)
 	$(BIN)/python scripts/lock.py

@@ -1,7 +1,8 @@
-"""Peak memory of a stage as the corpus grows: `ingest` or `clean` of the sample corpus at several sizes, each in a fresh process.
+"""Peak memory of a stage as the corpus grows: `ingest`, `clean` or `pii` of the sample corpus at several sizes, each in a fresh process.
 
     .venv/bin/python benchmarks/stage_memory.py [--stage ingest] [--sizes 5000 20000 80000] [--workers 1]
     .venv/bin/python benchmarks/stage_memory.py --stage clean --sizes 5000 50000
+    .venv/bin/python benchmarks/stage_memory.py --stage pii --sizes 3000 30000   # NER models on, spans/redacted.jsonl included
 
 Prints documents, input MB, wall seconds, docs/s and peak RSS per size, then the change in peak RSS from the
 smallest to the largest size. Flat RSS means the stage streams: shards are processed one at a time, committed to
@@ -18,6 +19,9 @@ if stage == 'ingest':
     from dcresearch.io import RecordReader
     from dcresearch.pipeline import Pipeline
     res = Pipeline(workers=workers, shard_size=5000, progress=False).run(RecordReader(inp), out)
+elif stage == 'pii':  # the whole command, spans.jsonl and redacted.jsonl included
+    from dcresearch.privacy.pii import pii
+    res = pii([inp], out, workers=workers, quiet=True)
 else:  # the whole command, decisions.jsonl included
     from dcresearch.cli import clean
     res = clean([inp], out, workers=workers, quiet=True)
@@ -27,7 +31,7 @@ print(json.dumps(dict(seconds=time.time() - t, n=res.ledger.summary()['n_in'],
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--stage', choices=['ingest', 'clean'], default='ingest', help='the stage to measure')
+    ap.add_argument('--stage', choices=['ingest', 'clean', 'pii'], default='ingest', help='the stage to measure')
     ap.add_argument('--sizes', type=int, nargs='+', default=[5000, 20000, 80000], help='corpus sizes (documents)')
     ap.add_argument('--workers', type=int, default=1, help='worker processes')
     a = ap.parse_args()

@@ -235,6 +235,7 @@ LAZY_COMMANDS = {  # command: (module, function, its docstring for `dcr --help`;
     'crawl': ('dcresearch.crawl', 'crawl', 'Crawl politely from SEEDS into OUT/crawl.warc.gz and OUT/crawl_log.jsonl, then ingest the pages into OUT/stage.'),
     'upload-server': ('dcresearch.upload', 'upload_server', 'Accept file uploads over HTTP into ROOT/raw (POST /v1/upload) and ingest them into a stage (POST /v1/ingest).'),
     'pii': ('dcresearch.privacy.pii', 'pii', 'Find and redact PII; write a privacy stage directory plus spans.jsonl and redacted.jsonl (one line per input record).'),
+    'build-ner': ('dcresearch.privacy.ner', 'build_ner_model', 'Build the NER model for LANGUAGE from the shared data (one thread, fixed seed) and score it on the held-out file.'),
     'augment-images': ('dcresearch.augment.image', 'augment_images', 'Augment image files into `OUT/images/`, with `OUT/augmented.jsonl` tracing each to its source and label.'),
     'augment-effect': ('dcresearch.augment.effect', 'measure_augmentation', 'Train logistic regression on MiniLM embeddings of labelled subsets with and without augmentation; write and print mean ± std.'),
     'preprocess': ('dcresearch.preprocess', 'preprocess', 'Split, leakage-check, tokenize and save `input` for a classification, SFT or causal-LM task; returns the manifest.'),
@@ -350,7 +351,7 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/re
     return results
 
 # %% ../nbs/07_cli.ipynb #5e67b6db
-CLI_POSITIONAL = {'lake': ('action', 'target'), 'label': ('action', 'input'), 'predict': ('model', 'input'), 'generate': ('model', 'input'), 'models': (), 'upload-server': (), 'finetune': (), 'classify': ('path', 'level')}  # commands whose positionals are not just the first parameter
+CLI_POSITIONAL = {'lake': ('action', 'target'), 'label': ('action', 'input'), 'predict': ('model', 'input'), 'generate': ('model', 'input'), 'models': (), 'upload-server': (), 'build-ner': (), 'finetune': (), 'classify': ('path', 'level')}  # commands whose positionals are not just the first parameter
 
 def _add_command(sub, func, name: str|None=None):
     "Add `func` as subcommand `name` (default: its own name) of `sub`, its options' comments as help."
@@ -385,7 +386,7 @@ from .lakeops import lake
 from .privacy.access import classify, decrypt, encrypt
 from .privacy.keys import keygen
 
-COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
+COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', 'build-ner', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
             ledger, sql, verify, lake, classify, encrypt, decrypt, keygen]  # functions, or names of `LAZY_COMMANDS`
 
 def command_parser(load: str|None=None, # the lazy command to import and build fully (the one being run)

