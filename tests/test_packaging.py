@@ -12,6 +12,8 @@ def test_wheel_ships_report_notebooks_and_runs_outside_checkout(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert 'dcresearch/reports/notebooks/eda.ipynb' in names and 'dcresearch/reports/notebooks/default.yaml' in names
     assert 'dcresearch/data/sample_text.json' in names   # `dcr sample` / `dcr pipeline` need it outside the checkout
+    for lang in ('en', 'zh'):  # the PII detector's NER models ship in the wheel
+        assert {f'dcresearch/models/ner_{lang}/{f}' for f in ('config.cfg', 'build.json', 'ner/model', 'tok2vec/model')} <= set(names)
     subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target', tmp_path/'site', wheel], check=True, capture_output=True)
     env = dict(os.environ, PYTHONPATH=str(tmp_path/'site'))
     code = ('import dcresearch, dcresearch.reports.runner as r; from dcresearch.cli import default_recipe; '

@@ -53,12 +53,15 @@ def plot_recall(ev: pd.DataFrame,  # `pii.evaluation_table`: dataset, entity_typ
     "Recall per entity type (rows) and evaluation set (bars)."
     from dcresearch.reports.plots import figure, no_data
     rec = ev.dropna(subset=['recall']).pivot_table(index='entity_type', columns='dataset', values='recall')
-    fig, ax = figure((9, max(2.5, 0.45 * len(rec) + 1.5)))
+    missed = sorted(rec.index[rec.max(axis=1) == 0])  # types no set found at all (not covered): named, not drawn
+    rec = rec.drop(index=missed)
+    fig, ax = figure((10, max(2.5, 0.45 * len(rec) + 1.5)))
     ax.set_title('Recall per entity type and evaluation set')
     if rec.empty: no_data(ax, 'nothing was scored'); return fig
     rec.plot.barh(ax=ax, width=0.8)
-    ax.set_xlim(0, 1.05); ax.set_xlabel('recall (exact span and type)'); ax.set_ylabel('')
-    ax.legend(loc='lower right', fontsize=8, title=None)
+    ax.set_xlim(0, 1.05); ax.set_ylabel('')
+    ax.set_xlabel('recall (exact span and type)' + (f'; never found: {", ".join(missed)}' if missed else ''))
+    ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=8, title=None)  # outside: reports save with a tight box
     return fig
 
 # %% ../../nbs/16_privacy_report.ipynb #ad9854d0
