@@ -2,7 +2,7 @@
 
 # %% ../../nbs/13_pii.ipynb #b8642d9d
 from __future__ import annotations
-import bisect, copy, functools, hashlib, hmac, json, os, random, re as re_std, tempfile, uuid
+import bisect, contextlib, copy, functools, hashlib, hmac, json, os, random, re as re_std, tempfile, uuid
 from datetime import datetime
 from pathlib import Path
 try: from re import _parser as _re_parser  # Python >= 3.11
@@ -769,19 +769,28 @@ class PiiDetector:
         out = []
         for at in range(0, len(texts), self.batch_size):  # a model's docs live for one chunk: memory stays flat with the batch
             chunk = slice(at, at + self.batch_size)
-            try: artifacts = self._nlp_artifacts(texts[chunk], wanted[chunk], langs[chunk])
-            except Exception:  # one bad text must not fail the chunk: each text is then processed on its own below
+            with contextlib.ExitStack() as zones:  # spaCy frees the strings its docs added (new words) at the end of the chunk
+                for nlp in (getattr(engine.nlp_engine, 'nlp', None) or {}).values():
+                    if hasattr(nlp, 'memory_zone'): zones.enter_context(nlp.memory_zone())
+                out += self._analyze_chunk(texts[chunk], wanted[chunk], langs[chunk], resolve, errors)
+        return out
+
+    def _analyze_chunk(self, texts: list, wanted: list, langs: list, resolve: bool, errors: str) -> list:
+        "The spans (or exceptions) of one chunk of texts: the model's artifacts in one batch, then Presidio per text."
+        engine, out = self.analyzer, []
+        try: artifacts = self._nlp_artifacts(texts, wanted, langs)
+        except Exception:  # one bad text must not fail the chunk: each text is then processed on its own below
+            if errors == 'raise': raise
+            artifacts = [None] * len(texts)
+        for text, entities, L, art in zip(texts, wanted, langs, artifacts):
+            try:
+                found = (engine.analyze(text, L, entities=entities, score_threshold=self.score_threshold, nlp_artifacts=art)
+                         if text and entities else [])
+                spans = [_span(r) for r in found]
+                out.append(resolve_spans(spans) if resolve else sorted(spans, key=lambda s: (s['start'], s['end'])))
+            except Exception as e:
                 if errors == 'raise': raise
-                artifacts = [None] * len(texts[chunk])
-            for text, entities, L, art in zip(texts[chunk], wanted[chunk], langs[chunk], artifacts):
-                try:
-                    found = (engine.analyze(text, L, entities=entities, score_threshold=self.score_threshold, nlp_artifacts=art)
-                             if text and entities else [])
-                    spans = [_span(r) for r in found]
-                    out.append(resolve_spans(spans) if resolve else sorted(spans, key=lambda s: (s['start'], s['end'])))
-                except Exception as e:
-                    if errors == 'raise': raise
-                    out.append(e)
+                out.append(e)
         return out
 
     def __repr__(self):
@@ -1146,7 +1155,7 @@ def evaluate(cases: list[dict],  # `{text, spans}` cases (`load_presidio_cases`,
 
 def evaluation_table(presidio_path: str|Path|None=None,  # presidio-research generated JSON; skipped when None or missing
                      detector: PiiDetector|None=None,  # default: `PiiDetector()`
-                     n_sample_docs: int=1000,  # documents of the embedded corpus to score
+                     n_sample_docs: int=300,  # documents of the embedded corpus to score (long: the NER models read every word)
                      n_faker: int=500,  # generated cases per template set (`faker_cases`: dev and held-out)
                     ) -> pd.DataFrame:
     "The evaluation table of the privacy report: presidio-research cases, generated cases (dev, held-out), Chinese cases and the embedded corpus."
