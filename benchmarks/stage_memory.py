@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/stage_memory.py [--stage ingest] [--sizes 5000 20000 80000] [--workers 1]
     .venv/bin/python benchmarks/stage_memory.py --stage clean --sizes 5000 50000
-    .venv/bin/python benchmarks/stage_memory.py --stage pii --sizes 3000 30000   # NER models on, spans/redacted.jsonl included
+    .venv/bin/python benchmarks/stage_memory.py --stage pii --sizes 1000 10000   # NER on, shards of 1,000, spans/redacted.jsonl included
 
 Prints documents, input MB, wall seconds, docs/s and peak RSS per size, then the change in peak RSS from the
 smallest to the largest size. Flat RSS means the stage streams: shards are processed one at a time, committed to
@@ -21,7 +21,7 @@ if stage == 'ingest':
     res = Pipeline(workers=workers, shard_size=5000, progress=False).run(RecordReader(inp), out)
 elif stage == 'pii':  # the whole command, spans.jsonl and redacted.jsonl included
     from dcresearch.privacy.pii import pii
-    res = pii([inp], out, workers=workers, quiet=True)
+    res = pii([inp], out, workers=workers, shard_size=1000, quiet=True)  # shards of 1,000: memory is per shard
 else:  # the whole command, decisions.jsonl included
     from dcresearch.cli import clean
     res = clean([inp], out, workers=workers, quiet=True)

@@ -1308,6 +1308,7 @@ def pii(inputs: list[str],  # files/globs (JSON array, JSONL, CSV, Parquet, ...)
         entities: list[str]=None,  # entity types to find; default: every covered type (see coverage())
         language: str='auto',  # language code of the documents; 'auto': English or Chinese, chosen per document
         workers: int=1,  # worker processes
+        shard_size: int=5_000,  # records per shard (the unit of work, resume and memory)
         engine: str='local',  # where shards run: 'local' (process pool) or 'ray' (a Ray cluster)
         ray_address: str=None,  # --engine ray: none starts a local Ray with --workers CPUs; 'auto' or 'ray://host:10001' joins a cluster
         quiet: bool=False,  # no progress bar, no summary
@@ -1319,7 +1320,7 @@ def pii(inputs: list[str],  # files/globs (JSON array, JSONL, CSV, Parquet, ...)
     from dcresearch.lake import stage_lock
     source = _IdOnlyQuarantine(open_source(inputs, text_field=text_field))
     with stage_lock(out):
-        res = Pipeline([step], stage='privacy', workers=workers, progress=not quiet, engine=engine,
+        res = Pipeline([step], stage='privacy', workers=workers, shard_size=shard_size, progress=not quiet, engine=engine,
                        ray_address=ray_address).run(source, out)
         counts = write_pii_outputs(out, out)
     if not quiet:
