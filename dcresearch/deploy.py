@@ -59,6 +59,8 @@ def export_model(run_dir: str|Path,  # a `dcr finetune` run directory (holds mod
     if quantize not in (None, 'int8'): raise ValueError(f'--quantize {quantize}: use int8 (or leave it out)')
     if cfg.get('task', 'classification') == 'causal_lm': return _export_causal_lm(run_dir, out, cfg)
     out.mkdir(parents=True, exist_ok=True)
+    from dcresearch.finetune import register_pooling_models
+    register_pooling_models()   # a mean-pooling classifier (the default for the bundled MiniLM) loads like any other
     model = transformers.AutoModelForSequenceClassification.from_pretrained(str(run_dir/'model'))
     tok = transformers.AutoTokenizer.from_pretrained(str(run_dir/'model'))
     t0 = time.time()

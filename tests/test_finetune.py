@@ -29,19 +29,19 @@ def _sst2(shared, name: str, n: int, start: int=0) -> list[dict]:
 
 
 def test_zero2_sst2_beats_chance(shared, tmp_path):
-    "A real DeepSpeed ZeRO-2 fine-tune of MiniLM on 640 SST-2 rows for 40 steps clearly beats chance on 200 dev rows."
+    "A real DeepSpeed ZeRO-2 fine-tune of MiniLM on 320 SST-2 rows for 20 steps clearly beats chance on 200 dev rows."
     out = tmp_path/'run'
     m = finetune([str(shared/'en_sentiment'/'sst2_train.tsv')], str(out), eval=str(shared/'en_sentiment'/'sst2_dev.tsv'), sst2=True,
-                 deepspeed='zero2', max_train_rows=640, max_eval_rows=200, max_steps=40, batch_size=16, lr=2e-4,
+                 deepspeed='zero2', max_train_rows=320, max_eval_rows=200, max_steps=20, batch_size=16, lr=2e-4,
                  max_length=64, eval_steps=0, device='cpu', quiet=True)
     print('zero2 sst2:', {k: m[k] for k in ('accuracy', 'macro_f1', 'train_seconds', 'train_steps_per_second')})
-    assert m['n_eval'] == 200 and m['train_steps'] == 40
+    assert m['n_eval'] == 200 and m['train_steps'] == 20
     assert m['accuracy'] >= 0.65, m['accuracy']
     ds = json.loads((out/'ds_config.json').read_text())
     assert ds['zero_optimization']['stage'] == 2 and 'optimizer' not in ds
     cfg = json.loads((out/'run_config.json').read_text())
     assert cfg['deepspeed'] == 'zero2' and cfg['resolved_device'] == 'cpu' and cfg['resolved_precision'] == 'fp32'
-    assert cfg['data']['n_train_rows'] + cfg['data']['n_validation_rows'] == 640 and cfg['versions']['deepspeed']   # 5% to choose on
+    assert cfg['data']['n_train_rows'] + cfg['data']['n_validation_rows'] == 320 and cfg['versions']['deepspeed']   # 5% to choose on
     preds = [json.loads(l) for l in (out/'predictions.jsonl').open()]
     assert [p['id'] for p in preds] == list(range(200))   # header-less TSV: the 0-based line
     assert {p['label'] for p in preds} == {0, 1} and all(p['text'] for p in preds)
@@ -224,3 +224,16 @@ def test_tune_contract(shared, tmp_path):
     assert best['options']['label_field'] == 'label' and best['eval']['n_eval'] == 32
     assert json.loads((out/'best'/'metrics.json').read_text())['n_eval'] == 32   # the test file, evaluated once at the end
     assert (out/'best'/'model'/'config.json').exists() and 'trial 1' in r.stdout
+
+
+def test_mean_pooling_default_probe_and_export(shared, tmp_path):
+    "The bundled MiniLM is a mean-pooling sentence model: the default classifier pools means, a probe head starts it, ONNX export agrees."
+    from dcresearch.deploy import export_model
+    out = tmp_path/'run'
+    finetune(str(shared/'en_sentiment'/'sst2_train.tsv'), str(out), sst2=True, max_train_rows=96, max_steps=2, batch_size=8,
+             head_init='probe', device='cpu', quiet=True)
+    cfg = json.loads((out/'run_config.json').read_text())
+    assert cfg['resolved_pooling'] == 'mean' and json.loads((out/'model'/'config.json').read_text())['model_type'] == 'dcr_mean_pooling'
+    assert cfg['recipe']['chosen']['lr'] == 2e-4   # two classes: the recipe's rate
+    e = export_model(out, tmp_path/'export', quantize=None)
+    assert e['parity']['fp32']['max_prob_diff'] < 1e-4 and e['parity']['fp32']['accuracy'] == e['parity']['pytorch']['accuracy']

@@ -7,9 +7,9 @@ SECTIONS = ('Search', 'Trials', 'What mattered', 'Best configuration', 'Learning
 
 
 def test_report_runs_a_small_search_itself_and_reads_its_numbers(shared, tmp_path):
-    "No tune_dir: the report searches 3 configurations (8 steps each on 128 SST-2 rows) and reports on them."
+    "No tune_dir: the report searches 3 configurations (4 steps each on 96 SST-2 rows) and reports on them."
     out = tmp_path/'search'
-    r = run_report('tuning', dict(out=str(out), trials=3, max_train_rows=128, max_eval_rows=64, max_steps=8),
+    r = run_report('tuning', dict(out=str(out), trials=3, max_train_rows=96, max_eval_rows=64, max_steps=4),
                    out_dir=tmp_path/'reports', progress=False)
     assert r.ok, r.error
     page = r.html.read_text()
