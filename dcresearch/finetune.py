@@ -450,7 +450,6 @@ class ModelConfig:
     gradient_checkpointing: bool=False # recompute activations in backward (less memory, slower)
     head_init: str='auto' # classifier head: 'random', 'probe' (a linear probe on the frozen model's features first) or 'auto' (probe for classification, except ZeRO-3 and DP-SGD)
     pooling: str='auto' # classifier input: 'cls' (the model's own head), 'mean' (mean of the token vectors), 'auto' (mean for mean-pooling sentence-transformers models)
-    pooling: str='auto' # classifier input: 'cls' (the model's own head), 'mean' (mean of the token vectors), 'auto' (mean for mean-pooling sentence-transformers models)
 
 # %% ../nbs/22_finetune.ipynb #ecbf9992
 @dataclass
@@ -537,9 +536,6 @@ def check_config(cfg: FinetuneConfig, # the run's options
     if m.head_init not in ('auto', 'random', 'probe'): raise ValueError(f"head_init must be 'auto', 'random' or 'probe', got {m.head_init!r}")
     if m.head_init == 'probe' and p.dp_sgd:
         raise ValueError("head_init='probe' fits the head on the data without noise, which DP-SGD's guarantee does not cover: use --head-init random")
-    if m.pooling not in POOLING: raise ValueError(f"pooling must be 'auto', 'cls' or 'mean', got {m.pooling!r}")
-    if m.pooling == 'mean' and (m.task != 'classification' or t.deepspeed == 'zero3'):
-        raise ValueError("pooling='mean' builds a classifier around whole encoder weights: use it for classification without --deepspeed zero3")
     if m.pooling not in POOLING: raise ValueError(f"pooling must be 'auto', 'cls' or 'mean', got {m.pooling!r}")
     if m.pooling == 'mean' and (m.task != 'classification' or t.deepspeed == 'zero3'):
         raise ValueError("pooling='mean' builds a classifier around whole encoder weights: use it for classification without --deepspeed zero3")
@@ -824,15 +820,13 @@ def mean_pooling_classifier(model_path: str, # the encoder's folder (e.g. the bu
                      label2id=label2id, pad_token_id=encoder.config.pad_token_id)
     cfg._attn_implementation = encoder.config._attn_implementation
     net = model_cls(cfg)
-    net.encoder.load_state_dict(encoder.state_dict(), strict=False)   # BERT: the unused pooler is left out
+    missing, _ = net.encoder.load_state_dict(encoder.state_dict(), strict=False)   # BERT: the unused pooler is left out
+    if missing: raise ValueError(f'{model_path}: the encoder weights lack {missing[:5]}; use --pooling cls')
     return net.to(encoder.dtype)
 
 # %% ../nbs/22_finetune.ipynb #0125a148
 def _lora_model(model, task: str, r: int, alpha: int, dropout: float, target_modules):
     from peft import LoraConfig, TaskType, get_peft_model
-    if not target_modules and model.config.model_type == 'dcr_mean_pooling':   # peft knows the encoder's family, not the wrapper
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as targets
-        target_modules = targets.get(model.config.encoder.get('model_type'))
     if not target_modules and model.config.model_type == 'dcr_mean_pooling':   # peft knows the encoder's family, not the wrapper
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as targets
         target_modules = targets.get(model.config.encoder.get('model_type'))
@@ -891,7 +885,7 @@ def parameter_counts(model) -> tuple[int, int]:
     return sum(map(numel, model.parameters())), sum(numel(p) for p in model.parameters() if p.requires_grad)
 
 # %% ../nbs/22_finetune.ipynb #eb7cdd97
-def probe_head(net, # a BERT-style sequence classifier (`base_model` with a pooler, `classifier` Linear)
+def probe_head(net, # a `MeanPoolingClassifier`, or a BERT-style classifier (`base_model` with a pooler); a linear `classifier`
                train_ds, # the tokenised training rows (`input_ids`, `attention_mask`, `labels`)
                tok, # the tokenizer (padding)
                batch_size: int=64, # rows per forward pass
@@ -907,13 +901,14 @@ def probe_head(net, # a BERT-style sequence classifier (`base_model` with a pool
     elif getattr(base, 'pooler', None) is not None: features = lambda b: base(**b).pooler_output
     else: raise ValueError("head_init='probe' needs a mean-pooling or BERT-style classifier (with a pooler); use --head-init random")
     t0, collate = time.time(), DataCollatorWithPadding(tok)
-    order = np.argsort([len(x) for x in train_ds['input_ids']])   # length-sorted batches: little padding
+    ids, masks = train_ds['input_ids'], train_ds['attention_mask']   # whole columns: indexing the dataset row by row is slow
+    order = np.argsort([len(x) for x in ids])   # length-sorted batches: little padding
     feats, labels = np.zeros((len(order), head.in_features), np.float32), np.asarray(train_ds['labels'])
     was_training = net.training; net.eval()
     with torch.no_grad():
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
-            batch = collate([{k: train_ds[int(i)][k] for k in ('input_ids', 'attention_mask')} for i in idx])
+            batch = collate([dict(input_ids=ids[i], attention_mask=masks[i]) for i in idx])
             feats[idx] = features(batch).float().numpy()
     net.train(was_training)
     lr = LogisticRegression(C=C, max_iter=300).fit(feats, labels)
