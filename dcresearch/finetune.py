@@ -1168,7 +1168,7 @@ def training_callbacks(out: Path, # the run directory (TensorBoard events go to 
 # %% ../nbs/22_finetune.ipynb #47433d34
 def finetune(train: list[str], # training data: JSONL/CSV/TSV/Parquet files, globs, folders, or a stage directory
              out: str, # run directory to write (metrics.json, predictions.jsonl, model/, ...)
-             eval: str=None, # evaluation data (same formats); default: a stratified `eval_split` of `train`
+             eval: str=None, # test data (same formats), evaluated once at the end and never used to choose anything; default: a stratified `eval_split` of `train`
              config: FinetuneConfig=None, # every other option in four groups (data, model, training, privacy); flat options override it
              quiet: bool=False, # no progress bars, print nothing
              **options, # any field of `DataConfig`, `ModelConfig`, `TrainingConfig` or `PrivacyConfig`, by name
