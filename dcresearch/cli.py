@@ -2,7 +2,7 @@
 
 # %% ../nbs/07_cli.ipynb #3b76f334
 from __future__ import annotations
-import argparse, inspect, json, os, sys, time, types, typing
+import argparse, inspect, json, os, re, sys, time, types, typing
 from pathlib import Path
 
 import yaml
@@ -16,8 +16,8 @@ from .lake import StageLocked
 # %% auto #0
 __all__ = ['LAZY_COMMANDS', 'RECIPE_COMMANDS', 'CLI_POSITIONAL', 'COMMANDS', 'USER_ERRORS', 'URL_OUT_COMMANDS', 'sample',
            'ingest', 'report', 'ledger', 'sql', 'StageVerifyError', 'verify', 'clean_decisions', 'clean', 'dedup',
-           'command_function', 'command_options', 'default_recipe', 'load_recipe', 'pipeline', 'command_parser',
-           'check_out', 'main']
+           'command_function', 'command_options', 'default_recipe', 'recipe_names', 'find_recipe', 'substitute',
+           'recipe_params', 'load_recipe', 'pipeline', 'command_parser', 'check_out', 'main']
 
 # %% ../nbs/07_cli.ipynb #275a5933
 def sample(out: str=None,  # folder to write corpus-*.jsonl into; default: data/sample
@@ -240,6 +240,7 @@ LAZY_COMMANDS = {  # command: (module, function, its docstring for `dcr --help`;
     'augment-effect': ('dcresearch.augment.effect', 'measure_augmentation', 'Train logistic regression on MiniLM embeddings of labelled subsets with and without augmentation; write and print mean ± std.'),
     'preprocess': ('dcresearch.preprocess', 'preprocess', 'Split, leakage-check, tokenize and save `input` for a classification, SFT or causal-LM task; returns the manifest.'),
     'finetune': ('dcresearch.finetune', 'finetune', 'Fine-tune a model (DeepSpeed ZeRO-2/3, LoRA, FGM, DP-SGD) on labelled records; write metrics, predictions and the model to OUT.'),
+    'recommend': ('dcresearch.recommend', 'recommend', 'Clean RATINGS, split them by time, measure baselines, SVD and ALS (RMSE, top-N), release DP statistics; write OUT/metrics.json.'),
     'tune': ('dcresearch.tune', 'tune', 'Search the fine-tuning configuration with Optuna on validation rows carved from TRAIN; write trials.jsonl, best_config.json and best/.'),
     'export': ('dcresearch.deploy', 'export', 'Export a fine-tuned model (ONNX, optionally INT8, with tokenizer, labels, card and a parity check); --name registers it.'),
     'models': ('dcresearch.deploy', 'models', 'List the registered models: name, version, task, source run, default variant, its accuracy, when exported.'),
@@ -293,9 +294,53 @@ def default_recipe() -> Path:
         if (d/'default.yaml').is_file(): return d/'default.yaml'
     raise FileNotFoundError('default.yaml not found in ' + ', '.join(map(str, report_dirs())))
 
-def load_recipe(recipe: str|Path|dict|None=None) -> list[tuple[str, dict]]:
-    "The (command, arguments) stages of `recipe` (a YAML path or a parsed dict), validated before anything runs."
-    src = recipe if isinstance(recipe, dict) else yaml.safe_load(Path(recipe or default_recipe()).read_text())
+def recipe_names() -> list[str]:
+    "Names of the recipes shipped with the package (`dcr pipeline NAME`)."
+    from dcresearch.reports.runner import report_dirs
+    return sorted({p.stem for d in report_dirs() for p in d.glob('*.yaml')})
+
+def find_recipe(recipe: str|Path|None=None) -> Path:
+    "The YAML file of `recipe`: a path, or the name of a shipped recipe (`customer_service`, ...); None: the default."
+    from dcresearch.reports.runner import report_dirs
+    if recipe is None: return default_recipe()
+    if Path(recipe).is_file(): return Path(recipe)
+    if re.fullmatch(r'[A-Za-z0-9_-]+', str(recipe)):
+        for d in report_dirs():
+            if (d/f'{recipe}.yaml').is_file(): return d/f'{recipe}.yaml'
+    raise FileNotFoundError(f'recipe {recipe}: no such file and no shipped recipe of that name; shipped: {", ".join(recipe_names())}')
+
+_PLACEHOLDER = re.compile(r'\$\{([A-Za-z_][A-Za-z0-9_]*)\}')
+
+def substitute(value, # a recipe value: a string with `${name}` placeholders, or a list/dict of them
+               params: dict, # the recipe's parameters
+               where: str='recipe', # for error messages
+              ):
+    "`value` with each `${name}` replaced by `params[name]`; a string that is only a placeholder takes the parameter's own type."
+    if isinstance(value, dict): return {k: substitute(v, params, where) for k, v in value.items()}
+    if isinstance(value, list): return [substitute(v, params, where) for v in value]
+    if not isinstance(value, str): return value
+    for name in _PLACEHOLDER.findall(value):
+        if name not in params: raise ValueError(f'{where}: ${{{name}}} is not a parameter of the recipe; its parameters: {", ".join(params) or "none"}')
+    whole = _PLACEHOLDER.fullmatch(value)
+    if whole: return params[whole.group(1)]
+    return _PLACEHOLDER.sub(lambda m: str(params[m.group(1)]), value)
+
+def recipe_params(src: dict, # the parsed recipe
+                  overrides: dict|None=None, # `-p KEY VALUE` pairs (values are parsed as YAML: 3 -> int)
+                  where: str='recipe', # for error messages
+                 ) -> dict:
+    "The recipe's declared `params:` with `overrides` applied; an override of an undeclared parameter is refused."
+    declared = dict(src.get('params') or {})
+    unknown = [k for k in overrides or {} if k not in declared]
+    if unknown: raise ValueError(f'-p {" ".join(unknown)}: not a parameter of {where}; it declares: {", ".join(declared) or "none"}')
+    return {**declared, **{k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in (overrides or {}).items()}}
+
+def load_recipe(recipe: str|Path|dict|None=None, # a YAML path, a shipped recipe's name, a parsed dict, or None (the default)
+                params: dict|None=None, # values for the recipe's declared `params:` (`-p KEY VALUE`)
+               ) -> list[tuple[str, dict]]:
+    "The (command, arguments) stages of `recipe`, its `${param}` placeholders filled, validated before anything runs."
+    src = recipe if isinstance(recipe, dict) else yaml.safe_load(find_recipe(recipe).read_text())
+    if isinstance(src, dict): src = dict(src, stages=substitute(src.get('stages'), recipe_params(src, params, f'recipe {recipe}'), f'recipe {recipe}'))
     stages = src.get('stages') if isinstance(src, dict) else None
     if not isinstance(stages, list) or not stages:
         raise ValueError(f'recipe {recipe}: expected a `stages:` list of `- command: {{args}}` entries')
@@ -314,7 +359,8 @@ def load_recipe(recipe: str|Path|dict|None=None) -> list[tuple[str, dict]]:
         out.append((cmd, args))
     return out
 
-def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/reports/default.yaml)
+def pipeline(recipe: str=None,  # a shipped recipe's name (default, customer_service, finance_monitoring, recommendation) or a YAML path; default: default
+             p: list[tuple[str, str]]=None,  # recipe parameter KEY VALUE (repeatable): any parameter the recipe declares under `params:` (all declare `out`)
              docs: int=None,  # override the number of sample documents (`sample` stages)
              workers: int=None,  # override worker processes (`ingest` stages)
              engine: str=None,  # override where shards run, 'local' or 'ray' (stages that take --engine)
@@ -326,7 +372,7 @@ def pipeline(recipe: str=None,  # YAML recipe; default: the built-in one (nbs/re
     "Run the stages of a recipe in order (default: sample -> ingest -> clean -> dedup -> privacy -> fine-tune, and their reports)."
     from dcresearch.lake import is_stage_dir
     from dcresearch.pipeline import verify_stage
-    log, stages, results = get_logger('dcresearch.cli'), load_recipe(recipe), []
+    log, stages, results = get_logger('dcresearch.cli'), load_recipe(recipe, dict(p or [])), []
     names = {cmd if cmd != 'report' else f"report:{args.get('name')}" for cmd, args in stages}
     unknown = [s for s in skip or [] if s not in names]
     if unknown: raise ValueError(f"--skip {' '.join(unknown)}: the recipe has no such stage; its stages: {', '.join(sorted(names))}")
@@ -387,7 +433,7 @@ from .lakeops import lake
 from .privacy.access import classify, decrypt, encrypt
 from .privacy.keys import keygen
 
-COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', 'build-ner', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'tune', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
+COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', 'build-ner', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'tune', 'recommend', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
             ledger, sql, verify, lake, classify, encrypt, decrypt, keygen]  # functions, or names of `LAZY_COMMANDS`
 
 def command_parser(load: str|None=None, # the lazy command to import and build fully (the one being run)

@@ -17,14 +17,14 @@ from .io import ReadOptions
 __all__ = ['PRECISIONS', 'DIST_VARS', 'MODEL_TASKS', 'DS_STAGES', 'POOLING', 'RECIPE_RULE', 'CAUSAL_LM_RECIPE', 'RECIPE_OPTIONS',
            'resolve_device', 'resolve_precision', 'deepspeed_config', 'free_port', 'single_process_env',
            'cpu_deepspeed', 'fast_path_options', 'Examples', 'read_examples', 'hold_out', 'classification_metrics',
-           'layer_depth', 'layer_lr_groups', 'data_lineage', 'selection_note', 'model_card', 'init_causal_lm',
-           'library_output', 'DataConfig', 'ModelConfig', 'TrainingConfig', 'PrivacyConfig', 'FinetuneConfig',
-           'check_config', 'Splits', 'load_splits', 'adaptive_recipe', 'resolve_recipe', 'ModelData', 'build_datasets',
-           'data_summary', 'causal_datasets', 'use_liger', 'training_arguments', 'sentence_transformer_pooling',
-           'register_pooling_models', 'mean_pooling_classifier', 'resolve_pooling', 'resolve_head_init', 'load_model',
-           'parameter_counts', 'probe_head', 'trainer_metrics', 'Trained', 'train_model', 'train_dp_sgd', 'evaluate',
-           'is_rank0', 'save_model', 'write_run_dir', 'deepspeed_session', 'training_callbacks', 'finetune',
-           'run_finetune']
+           'layer_depth', 'layer_lr_groups', 'weight_averaging_callback', 'data_lineage', 'selection_note',
+           'model_card', 'init_causal_lm', 'library_output', 'DataConfig', 'ModelConfig', 'TrainingConfig',
+           'PrivacyConfig', 'FinetuneConfig', 'check_config', 'Splits', 'load_splits', 'adaptive_recipe',
+           'resolve_recipe', 'ModelData', 'build_datasets', 'data_summary', 'causal_datasets', 'use_liger',
+           'training_arguments', 'sentence_transformer_pooling', 'register_pooling_models', 'mean_pooling_classifier',
+           'resolve_pooling', 'resolve_head_init', 'load_model', 'parameter_counts', 'probe_head', 'trainer_metrics',
+           'Trained', 'train_model', 'train_dp_sgd', 'evaluate', 'is_rank0', 'save_model', 'write_run_dir',
+           'deepspeed_session', 'training_callbacks', 'finetune', 'run_finetune']
 
 # %% ../nbs/22_finetune.ipynb #26a236f5
 PRECISIONS = ('auto', 'bf16', 'fp16', 'fp32')
@@ -306,6 +306,43 @@ def __getattr__(name):  # `FineTuneTrainer` without importing transformers when 
     if name == 'FineTuneTrainer': return _trainer_class()
     raise AttributeError(name)
 
+# %% ../nbs/22_finetune.ipynb #83cd54f0
+@functools.lru_cache(maxsize=1)
+def _weight_averaging_class():
+    from transformers import TrainerCallback
+
+    class WeightAveraging(TrainerCallback):
+        "Average the trainable weights over the last `fraction` of the steps; the average replaces them when training ends."
+        def __init__(self, fraction: float):
+            if not 0 < fraction <= 1: raise ValueError(f'weight_averaging must be in (0, 1], got {fraction}')
+            self.fraction, self.after, self.n, self.avg, self.applied = fraction, None, 0, None, False
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.after = state.max_steps * (1 - self.fraction)  # steps after this one are averaged
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step <= self.after: return
+            import torch
+            with torch.no_grad():
+                params = [p for p in model.parameters() if p.requires_grad]
+                if self.avg is None: self.avg = [p.detach().clone() for p in params]
+                else:
+                    for a, p in zip(self.avg, params): a.add_(p.detach() - a, alpha=1 / (self.n + 1))  # running mean
+            self.n += 1
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            if self.avg is None: return  # stopped early, before the averaged part
+            import torch
+            with torch.no_grad():
+                for a, p in zip(self.avg, [p for p in model.parameters() if p.requires_grad]): p.copy_(a)
+            self.avg, self.applied = None, True
+    return WeightAveraging
+
+def weight_averaging_callback(fraction: float, # the final share of the optimizer steps to average over, in (0, 1]
+                             ):
+    "A Trainer callback for stochastic weight averaging (`TrainingConfig.weight_averaging`)."
+    return _weight_averaging_class()(fraction)
+
 # %% ../nbs/22_finetune.ipynb #d72704c5
 def data_lineage(inputs, # files, globs, folders or one stage directory, as given to `finetune`
                 ) -> list[dict]:
@@ -468,6 +505,7 @@ class TrainingConfig:
     lr_scheduler: str=None # learning-rate schedule: linear, cosine, constant, constant_with_warmup, ...; default `adaptive_recipe`
     label_smoothing: float=0.0 # label smoothing of the classification loss (0: off)
     layer_lr_decay: float=None # layer-wise learning-rate decay: each layer gets this share of the learning rate of the layer above it (None: off)
+    weight_averaging: float=None # average the trainable weights over this final share of the steps (stochastic weight averaging, e.g. 0.25; None: off)
     max_grad_norm: float=1.0 # gradient clipping norm (DP-SGD: per example)
     early_stopping_patience: int=None # stop after this many evaluations without improvement (None: off)
     eval_steps: int=None # evaluate every this many steps during training; default once per epoch; 0: only at the end
@@ -541,6 +579,10 @@ def check_config(cfg: FinetuneConfig, # the run's options
         raise ValueError("pooling='mean' builds a classifier around whole encoder weights: use it for classification without --deepspeed zero3")
     if m.head_init == 'probe' and (m.task != 'classification' or t.deepspeed == 'zero3'):
         raise ValueError("head_init='probe' fits a classifier head on whole weights: use it for classification without --deepspeed zero3")
+    if t.weight_averaging is not None and not 0 < t.weight_averaging <= 1:
+        raise ValueError(f'weight_averaging must be in (0, 1], got {t.weight_averaging}; leave it out to turn it off')
+    if t.weight_averaging and (p.dp_sgd or t.deepspeed == 'zero3'):
+        raise ValueError('weight_averaging needs whole weights in the Trainer: not with --dp-sgd (its own loop) or --deepspeed zero3 (partitioned)')
     if t.early_stopping_patience and t.eval_steps == 0: raise ValueError('early stopping needs evaluations during training: eval_steps must not be 0')
     if t.early_stopping_patience and not cfg.data.validation_split:
         raise ValueError('early stopping chooses when to stop on the validation rows: set --validation-split above 0')
@@ -961,15 +1003,28 @@ def train_model(net, # the model (`load_model`)
         trainer = Trainer(model=res['model'], args=args, eval_dataset=ds.eval, data_collator=collator, processing_class=tok)
         return Trained(res['model'], trainer, figures, res['log_history'], dict(dp_epsilon=res['epsilon'], dp_delta=res['delta'],
                                                                                  noise_multiplier=p.noise_multiplier, dp_max_grad_norm=t.max_grad_norm))
+    averaging = [weight_averaging_callback(t.weight_averaging)] if t.weight_averaging else []
     trainer = Trainer(model=net, args=args, train_dataset=ds.train, eval_dataset=ds.valid, data_collator=collator, processing_class=tok,
-                      callbacks=list(callbacks), fgm_epsilon=t.fgm_epsilon, layer_lr_decay=t.layer_lr_decay,
+                      callbacks=list(callbacks) + averaging, fgm_epsilon=t.fgm_epsilon, layer_lr_decay=t.layer_lr_decay,
                       compute_metrics=trainer_metrics if cfg.model.task == 'classification' else None)
     if quiet:   # with tqdm off the Trainer prints every log dict through PrinterCallback
         from transformers.trainer_callback import PrinterCallback
         trainer.remove_callback(PrinterCallback)
     result = trainer.train()
+    figures = dict(result.metrics, train_steps=result.global_step)
+    if averaging and averaging[0].applied:
+        figures.update(averaged_steps=averaging[0].n, **_averaging_figures(trainer, ds))
     # the Trainer's own log: evaluations after training are appended to it
-    return Trained(net, trainer, dict(result.metrics, train_steps=result.global_step), trainer.state.log_history, {})
+    return Trained(net, trainer, figures, trainer.state.log_history, {})
+
+def _averaging_figures(trainer, ds: ModelData) -> dict:
+    "The validation score of the last evaluation before weight averaging and of the averaged model (evaluated now)."
+    if ds.valid is None or trainer.args.eval_strategy == 'no': return {}
+    key = 'eval_accuracy' if trainer.compute_metrics else 'eval_loss'
+    before = [r[key] for r in trainer.state.log_history if key in r]
+    after = trainer.evaluate()[key]
+    return dict(validation_metric=key.removeprefix('eval_'), validation_before_averaging=before[-1] if before else None,
+                validation_after_averaging=after)
 
 # %% ../nbs/22_finetune.ipynb #7add97c5
 class _PerExampleIds:
@@ -1053,7 +1108,8 @@ def evaluate(trained: Trained, # the trained model and its Trainer
     metrics.update(n_train=len(ds.train), train_seconds=float(f.get('train_runtime', 0.0)),
                    train_samples_per_second=float(f.get('train_samples_per_second', 0.0)),
                    train_steps_per_second=float(f.get('train_steps_per_second', 0.0)),
-                   train_steps=int(f.get('train_steps', 0)), train_loss=f.get('train_loss'), n_skipped=len(splits.skipped), **trained.privacy)
+                   train_steps=int(f.get('train_steps', 0)), train_loss=f.get('train_loss'), n_skipped=len(splits.skipped), **trained.privacy,
+                   **{k: f[k] for k in ('averaged_steps', 'validation_metric', 'validation_before_averaging', 'validation_after_averaging') if k in f})
     return metrics, preds
 
 # %% ../nbs/22_finetune.ipynb #0db3772e

@@ -26,9 +26,10 @@ SEARCH_SPACE = dict(
     lora=('choice', [False, True]),
     lora_r=('choice', [4, 8, 16, 32]),
     fgm_epsilon=('choice', [0.0, 0.5, 1.0]),
+    weight_averaging=('choice', [0.0, 0.25, 0.5]),
     head_init=('choice', ['random', 'probe']),
 )
-OFF_VALUES = dict(fgm_epsilon=0.0, layer_lr_decay=1.0)  # these values of a dimension mean the technique is off (None)
+OFF_VALUES = dict(fgm_epsilon=0.0, layer_lr_decay=1.0, weight_averaging=0.0)  # these values of a dimension mean the technique is off (None)
 
 def suggest(trial, # an Optuna trial
             space: dict, # the search space (`SEARCH_SPACE`'s form)
