@@ -359,7 +359,7 @@ def load_recipe(recipe: str|Path|dict|None=None, # a YAML path, a shipped recipe
         out.append((cmd, args))
     return out
 
-def pipeline(recipe: str=None,  # a shipped recipe's name (default, customer_service, finance_monitoring, recommendation) or a YAML path; default: default
+def pipeline(recipe: str=None,  # a shipped recipe's name (default, recommendation: the YAML files of nbs/reports) or a YAML path; default: default
              p: list[tuple[str, str]]=None,  # recipe parameter KEY VALUE (repeatable): any parameter the recipe declares under `params:` (all declare `out`)
              docs: int=None,  # override the number of sample documents (`sample` stages)
              workers: int=None,  # override worker processes (`ingest` stages)

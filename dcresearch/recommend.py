@@ -278,6 +278,10 @@ def run_recommendation(ratings: str|Path, # the ratings file (see `read_ratings`
     cut = int(len(shuffled) * (1 - cfg.test_share))
     random_split = {name: rating_metrics(shuffled.rating[cut:], predict_svd(fit_surprise(shuffled[:cut], a, cfg), shuffled.user[cut:], shuffled.item[cut:]))
                     for name, a in (('BaselineOnly', 'baseline'), ('SVD', 'svd'))}
+    # what cleaning did: SVD trained on the uncleaned training period, scored on the same (cleaned) test ratings
+    raw_train = raw[raw.timestamp <= cutoff]
+    ablation = {'cleaned (default)': rating['SVD'],
+                'no cleaning': rating_metrics(test.rating, predict_svd(fit_surprise(raw_train, 'svd', cfg), test.user, test.item))}
     say('fitting the naive random forest')
     naive = naive_forest(train, test, cfg)
     # top-N
@@ -310,7 +314,7 @@ def run_recommendation(ratings: str|Path, # the ratings file (see `read_ratings`
                    n_lines=n_lines, n_quarantined=len(quarantine), n_removed=len(removed), cutoff=cutoff,
                    seconds=round(time.time() - t0, 1))
     results = dict(config=asdict(cfg), ratings=str(ratings), movies=str(movies) if movies else None, metrics=metrics,
-                   rating=rating, rating_by_user=by_user, rating_random_split=random_split, naive_forest=naive, topn=topn, topn_by_user=topn_split,
+                   rating=rating, rating_by_user=by_user, rating_random_split=random_split, cleaning_ablation=ablation, naive_forest=naive, topn=topn, topn_by_user=topn_split,
                    counts=dict(lines=n_lines, quarantined=len(quarantine), removed=removed.reason.value_counts().to_dict(),
                                train=len(train), test=len(test), test_users=int(test.user.nunique()),
                                cold_users=int(test.user[~warm].nunique()), cold_test_ratings=int((~warm).sum())),

@@ -75,15 +75,19 @@ def test_failing_report_exits_nonzero_and_is_listed_as_failed(tmp_path):
 
 
 def test_pipeline_small_end_to_end(tmp_path):
-    "What `make pipeline` does, at a small size, in a scratch directory."
+    "What `make pipeline` does, at a small size, in a scratch directory, with the recipe's `out` parameter moved."
     # DeepSpeed training itself: test_finetune; the augmentation report: test_augmentation_report
-    r = dcr('pipeline', '--docs', 300, '--max-steps', 8, '--skip', 'report:augmentation', '--quiet', cwd=tmp_path)
+    r = dcr('pipeline', '-p', 'out', 'work', '--docs', 300, '--max-steps', 8, '--skip', 'report:augmentation', '--quiet', cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert (tmp_path/'reports'/'eda.html').exists() and (tmp_path/'reports'/'index.html').exists()
-    run = json.loads((tmp_path/'data'/'lake'/'ingest'/'run.json').read_text())
+    assert (tmp_path/'reports'/'eda.html').exists() and (tmp_path/'reports'/'index.html').exists() and not (tmp_path/'data').exists()
+    run = json.loads((tmp_path/'work'/'lake'/'ingest'/'run.json').read_text())
     assert run['counts']['n_in'] == 306 and run['counts']['n_quarantined'] == 6
-    assert json.loads((tmp_path/'data'/'models'/'sample'/'export.json').read_text())['parity']['rows'] > 0
-    assert 'ingest' in (tmp_path/'data'/'models'/'sample'/'README.md').read_text()  # the model card, lineage and all, came along
+    assert json.loads((tmp_path/'work'/'models'/'sample'/'export.json').read_text())['parity']['rows'] > 0
+    assert 'ingest' in (tmp_path/'work'/'models'/'sample'/'README.md').read_text()  # the model card, lineage and all, came along
+    page = (tmp_path/'reports'/'cleaning.html').read_text()  # sample -> ingest -> clean -> dedup -> cleaning report
+    assert 'hl-ipython3' not in page and page.count('data:image/png;base64') >= 6
+    for section in ('Documents and tokens through the steps', 'Removals by reason', 'Duplicates side by side', 'Language mix'):
+        assert section in page
     page = (tmp_path/'reports'/'deployment.html').read_text()  # the last stage: the exported model's report
     assert 'every file matches the SHA-256' in page and 'INT8 accuracy drop' in page and page.count('<img') >= 2
     assert 'lake stage' in page and 'records v' in page  # lineage: the model back to the ingest table's version
@@ -120,21 +124,3 @@ def test_dedup_writes_removed_with_kept_ids(shared, tmp_path):
     removed = [json.loads(l) for l in (tmp_path/'out'/'removed.jsonl').read_text().splitlines()]
     assert {(x['id'], x['kept_id']) for x in removed} == {(50, 2), (51, 7)}
     assert all(x['reason'].startswith('dedup:') for x in removed)
-
-
-def test_cleaning_report_small(tmp_path):
-    "sample -> ingest -> clean -> dedup -> cleaning report, at a small size."
-    recipe = tmp_path/'r.yaml'
-    recipe.write_text('''stages:
-  - sample: {out: data/sample, docs: 300, files: 2}
-  - ingest: {inputs: [data/sample], out: data/lake/ingest}
-  - clean: {inputs: [data/lake/ingest], out: data/lake/clean, normalize: true}
-  - dedup: {inputs: [data/lake/clean], out: data/lake/dedup}
-  - report: {name: cleaning, params: {score_sample: 300}}
-''')
-    r = dcr('pipeline', recipe, '--quiet', cwd=tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    page = (tmp_path/'reports'/'cleaning.html').read_text()
-    assert 'hl-ipython3' not in page and page.count('data:image/png;base64') >= 6
-    for section in ('Documents and tokens through the steps', 'Removals by reason', 'Duplicates side by side', 'Language mix'):
-        assert section in page

@@ -11,6 +11,7 @@ def test_wheel_ships_report_notebooks_and_runs_outside_checkout(tmp_path):
     wheel = next((tmp_path/'dist').glob('dcresearch-*.whl'))
     names = zipfile.ZipFile(wheel).namelist()
     assert 'dcresearch/reports/notebooks/eda.ipynb' in names and 'dcresearch/reports/notebooks/default.yaml' in names
+    assert 'dcresearch/reports/notebooks/recommendation.yaml' in names   # recipes by name work outside the checkout
     assert 'dcresearch/data/sample_text.json' in names   # `dcr sample` / `dcr pipeline` need it outside the checkout
     for lang in ('en', 'zh'):  # the PII detector's NER models ship in the wheel
         assert {f'dcresearch/models/ner_{lang}/{f}' for f in ('config.cfg', 'build.json', 'ner/model', 'tok2vec/model')} <= set(names)
