@@ -25,11 +25,17 @@ def sample(out: str=None,  # folder to write corpus-*.jsonl into; default: data/
            seed: int=0,  # random seed (same seed, same bytes)
            files: int=4,  # number of JSONL files to spread the corpus over
            broken: int=6,  # malformed lines to mix in, to show quarantine at work
+           mode: str='corpus',  # 'corpus' (web pages, reviews, support chats, ...) or 'finance-news' (headlines about four companies with planted sentiment shifts, and shifts.json)
            quiet: bool=False,  # print nothing
           ):
     "Write the embedded sample corpus (deterministic for a seed)."
-    from dcresearch.sample import write_sample
+    from dcresearch.sample import write_finance_news, write_sample
     out = out or str(data_dir()/'sample')
+    if mode == 'finance-news':
+        paths = write_finance_news(out, n_docs=docs, seed=seed)
+        if not quiet: print(f'wrote {docs:,} finance headlines and their planted shifts to {out}')
+        return paths
+    if mode != 'corpus': raise ValueError(f"--mode {mode!r}: use 'corpus' or 'finance-news'")
     paths = write_sample(out, n_docs=docs, seed=seed, n_files=files, n_broken=broken)
     if not quiet: print(f'wrote {docs:,} documents (+{broken} malformed lines) to {len(paths)} file(s) in {out}')
     return paths
@@ -240,6 +246,7 @@ LAZY_COMMANDS = {  # command: (module, function, its docstring for `dcr --help`;
     'augment-effect': ('dcresearch.augment.effect', 'measure_augmentation', 'Train logistic regression on MiniLM embeddings of labelled subsets with and without augmentation; write and print mean ± std.'),
     'preprocess': ('dcresearch.preprocess', 'preprocess', 'Split, leakage-check, tokenize and save `input` for a classification, SFT or causal-LM task; returns the manifest.'),
     'finetune': ('dcresearch.finetune', 'finetune', 'Fine-tune a model (DeepSpeed ZeRO-2/3, LoRA, FGM, DP-SGD) on labelled records; write metrics, predictions and the model to OUT.'),
+    'monitor': ('dcresearch.monitor', 'monitor', 'Train a financial sentiment classifier (news + tweets, domain gap), detect planted shifts in a generated stream, index airline tweets over time.'),
     'recommend': ('dcresearch.recommend', 'recommend', 'Clean RATINGS, split them by time, measure baselines, SVD and ALS (RMSE, top-N), release DP statistics; write OUT/metrics.json.'),
     'tune': ('dcresearch.tune', 'tune', 'Search the fine-tuning configuration with Optuna on validation rows carved from TRAIN; write trials.jsonl, best_config.json and best/.'),
     'export': ('dcresearch.deploy', 'export', 'Export a fine-tuned model (ONNX, optionally INT8, with tokenizer, labels, card and a parity check); --name registers it.'),
@@ -359,7 +366,7 @@ def load_recipe(recipe: str|Path|dict|None=None, # a YAML path, a shipped recipe
         out.append((cmd, args))
     return out
 
-def pipeline(recipe: str=None,  # a shipped recipe's name (default, recommendation: the YAML files of nbs/reports) or a YAML path; default: default
+def pipeline(recipe: str=None,  # a shipped recipe's name (default, finance_monitoring, recommendation: the YAML files of nbs/reports) or a YAML path; default: default
              p: list[tuple[str, str]]=None,  # recipe parameter KEY VALUE (repeatable): any parameter the recipe declares under `params:` (all declare `out`)
              docs: int=None,  # override the number of sample documents (`sample` stages)
              workers: int=None,  # override worker processes (`ingest` stages)
@@ -433,7 +440,7 @@ from .lakeops import lake
 from .privacy.access import classify, decrypt, encrypt
 from .privacy.keys import keygen
 
-COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', 'build-ner', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'tune', 'recommend', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
+COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', 'build-ner', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'tune', 'recommend', 'monitor', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
             ledger, sql, verify, lake, classify, encrypt, decrypt, keygen]  # functions, or names of `LAZY_COMMANDS`
 
 def command_parser(load: str|None=None, # the lazy command to import and build fully (the one being run)

@@ -12,8 +12,9 @@ from .core import data_dir, get_logger, package_file
 from .privacy.checksums import cn_id_check_digit, luhn_check_digit
 
 # %% auto #0
-__all__ = ['SAMPLE_TEXT', 'PII_TYPES', 'DOC_KINDS', 'SOURCE_TYPES', 'SAMPLE_FIELDS', 'BROKEN_KINDS', 'SampleSpec',
-           'generate_documents', 'broken_lines', 'write_sample']
+__all__ = ['SAMPLE_TEXT', 'PII_TYPES', 'DOC_KINDS', 'SOURCE_TYPES', 'SAMPLE_FIELDS', 'BROKEN_KINDS', 'FINANCE_ENTITIES',
+           'FINANCE_BASE_MIX', 'FINANCE_SHIFTS', 'FINANCE_HEADLINES', 'SampleSpec', 'generate_documents',
+           'broken_lines', 'finance_news', 'write_finance_news', 'write_sample']
 
 # %% ../nbs/04_sample.ipynb #a52b7ab1
 def _rng(seed: int, *parts) -> random.Random:
@@ -537,6 +538,67 @@ def broken_lines(n_broken: int=6,  # how many lines; kinds repeat in the order o
         else: line = json.dumps([doc_id, 'an array where an object should be']).encode()
         out.append(line)
     return out
+
+# %% ../nbs/04_sample.ipynb #f9579b56
+FINANCE_ENTITIES = (('$ACME', 'Acme Corp'), ('$BOLT', 'Bolt Motors'), ('$CRUX', 'Crux Pharma'), ('$DYNA', 'Dyna Energy'))
+FINANCE_BASE_MIX = dict(positive=0.35, negative=0.25, neutral=0.40)
+FINANCE_SHIFTS = (  # (cashtag, day the mix changes, the new mix): $ACME never shifts
+    ('$BOLT', 30, dict(positive=0.10, negative=0.65, neutral=0.25)),
+    ('$CRUX', 50, dict(positive=0.70, negative=0.05, neutral=0.25)),
+    ('$DYNA', 65, dict(positive=0.15, negative=0.55, neutral=0.30)),
+)
+FINANCE_HEADLINES = dict(
+    positive=['{name} beats quarterly estimates as revenue rises {pct}%', '{name} raises its full-year guidance; {tag} up {pct}%',
+              'Analysts upgrade {name} ({tag}) to buy on strong demand', '{name} wins a major contract and {tag} climbs {pct}%',
+              '{tag} hits a record high after strong sales at {name}', '{name} reports record profit and lifts its dividend',
+              'Strong orders push {name} shares {pct}% higher', '{name} margin improves for a third straight quarter'],
+    negative=['{name} misses estimates; {tag} falls {pct}%', '{name} cuts its outlook as demand weakens',
+              'Regulators open a probe into {name}; {tag} slides {pct}%', '{name} to cut {n} jobs after a loss in the quarter',
+              '{tag} drops {pct}% after {name} warns on profit', 'Analysts downgrade {name} ({tag}) to sell on falling sales',
+              '{name} recalls products over safety concerns, shares sink {pct}%', 'Losses widen at {name} as costs rise'],
+    neutral=['{name} to report quarterly results on {weekday}', '{name} appoints a new chief financial officer',
+             '{tag}: {name} schedules its annual general meeting', '{name} completes its previously announced share buyback',
+             '{name} opens a new office in {city}', '{name} files its annual report with the regulator',
+             '{tag} {name} names {n} new board members', '{name} will present at an industry conference in {city}'],
+)
+_CITIES = ('Frankfurt', 'Singapore', 'Toronto', 'Helsinki', 'Austin', 'Lyon', 'Osaka', 'Dublin')
+
+def finance_news(n_docs: int=6000, # headlines in the stream
+                 days: int=90, # days the stream covers, from `start`
+                 seed: int=0, # random seed (same seed, same stream)
+                 start: str='2026-01-01', # first day (UTC)
+                 shifts: tuple=FINANCE_SHIFTS, # (cashtag, day, new mix) planted shifts
+                ) -> list[dict]:
+    "Timestamped headlines `{id, text, entity, label, timestamp}` in time order; a company's sentiment mix changes at each shift."
+    rng = _rng(seed, 'finance-news')
+    t0 = datetime.fromisoformat(start)
+    rows = []
+    for i in range(n_docs):
+        tag, name = rng.choice(FINANCE_ENTITIES)
+        day = rng.randrange(days)
+        mix = next((m for t, d, m in sorted(shifts, key=lambda s: -s[1]) if t == tag and day >= d), FINANCE_BASE_MIX)
+        label = rng.choices(list(mix), weights=list(mix.values()))[0]
+        text = rng.choice(FINANCE_HEADLINES[label]).format(name=name, tag=tag, pct=rng.randint(2, 19), n=rng.randint(2, 900),
+                                                         weekday=rng.choice(_WEEKDAYS), city=rng.choice(_CITIES))
+        ts = t0 + timedelta(days=day, seconds=rng.randrange(86400))
+        rows.append(dict(text=text, entity=tag, label=label, timestamp=_iso(ts)))
+    rows.sort(key=lambda r: r['timestamp'])
+    return [dict(id=f'news-{i:06d}', **r) for i, r in enumerate(rows)]
+
+def write_finance_news(out_dir: str|Path, # folder for `finance_news.jsonl` and `shifts.json`
+                       n_docs: int=6000, # headlines
+                       seed: int=0, # random seed
+                       days: int=90, # days covered
+                       start: str='2026-01-01', # first day (UTC)
+                      ) -> list[Path]:
+    "Write the finance-news stream and its planted shifts (`{entity, day, date, mix}`); return both paths."
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    rows = finance_news(n_docs, days, seed, start)
+    stream, truth = out/'finance_news.jsonl', out/'shifts.json'
+    stream.write_bytes(b''.join(_json_line(r) for r in rows))
+    shifts = [dict(entity=t, day=d, date=f'{datetime.fromisoformat(start) + timedelta(days=d):%Y-%m-%d}', mix=m) for t, d, m in FINANCE_SHIFTS]
+    truth.write_text(json.dumps(dict(days=days, start=start, base_mix=FINANCE_BASE_MIX, shifts=shifts), indent=1))
+    return [stream, truth]
 
 # %% ../nbs/04_sample.ipynb #28aede42
 def _json_line(doc: dict) -> bytes: return json.dumps(doc, ensure_ascii=False).encode('utf-8') + b'\n'
