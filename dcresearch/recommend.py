@@ -47,10 +47,9 @@ def read_ratings(path: str|Path, # a `u.data`-style file (tab-separated, no head
         lines = ([first] if cols is None else []) + f.read().splitlines()
     start = 1 if cols is None else 2
     cols = cols or dict(user=0, item=1, rating=2, timestamp=3)
-    rows, bad, width = [], [], None
+    rows, bad = [], []
     for n, fields in enumerate(csv.reader(lines, delimiter=sep), start):
         if not fields or not ''.join(fields).strip(): continue  # a blank line is no record
-        if width is None: width = max(len(fields), max(cols.values()) + 1)
         if len(fields) < max(cols.values()) + 1:
             bad.append(dict(line=n, reason='io:field_count', text=sep.join(fields)[:200])); continue
         v = {k: fields[i].strip() for k, i in cols.items()}
