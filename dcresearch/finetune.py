@@ -2,7 +2,7 @@
 
 # %% ../nbs/22_finetune.ipynb #1471cbba
 from __future__ import annotations
-import contextlib, functools, importlib.util, json, math, os, platform, re, socket, time
+import contextlib, functools, importlib.util, json, logging, math, os, platform, re, socket, time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -440,15 +440,17 @@ def init_causal_lm(out: str|Path, # directory to write the model and tokenizer t
 @contextlib.contextmanager
 def library_output(quiet: bool=True, # silence transformers' warnings and the transformers/datasets progress bars
                   ):
-    "A context in which, when `quiet`, transformers logs errors only and no transformers/datasets progress bar is drawn."
+    "A context in which, when `quiet`, transformers logs errors only, this module warnings only, and no transformers/datasets progress bar is drawn."
     if not quiet: yield; return
     import datasets, transformers
     from transformers.utils import logging as tlog
     verbosity, bars = transformers.logging.get_verbosity(), (tlog.is_progress_bar_enabled(), datasets.is_progress_bar_enabled())
-    transformers.logging.set_verbosity_error(); tlog.disable_progress_bar(); datasets.disable_progress_bars()
+    own_log = logging.getLogger('dcresearch.finetune')  # the module's `_log`
+    own = own_log.level
+    transformers.logging.set_verbosity_error(); tlog.disable_progress_bar(); datasets.disable_progress_bars(); own_log.setLevel(logging.WARNING)
     try: yield
     finally:
-        transformers.logging.set_verbosity(verbosity)
+        transformers.logging.set_verbosity(verbosity); own_log.setLevel(own)
         if bars[0]: tlog.enable_progress_bar()
         if bars[1]: datasets.enable_progress_bars()
 
