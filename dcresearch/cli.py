@@ -246,6 +246,7 @@ LAZY_COMMANDS = {  # command: (module, function, its docstring for `dcr --help`;
     'augment-effect': ('dcresearch.augment.effect', 'measure_augmentation', 'Train logistic regression on MiniLM embeddings of labelled subsets with and without augmentation; write and print mean ± std.'),
     'preprocess': ('dcresearch.preprocess', 'preprocess', 'Split, leakage-check, tokenize and save `input` for a classification, SFT or causal-LM task; returns the manifest.'),
     'finetune': ('dcresearch.finetune', 'finetune', 'Fine-tune a model (DeepSpeed ZeRO-2/3, LoRA, FGM, DP-SGD) on labelled records; write metrics, predictions and the model to OUT.'),
+    'customer-service': ('dcresearch.customer_service', 'customer_service', 'Customer-service intents through PII redaction, message cleaning, dedup and label QC; ablation, fine-tuned model, export, routing.'),
     'monitor': ('dcresearch.monitor', 'monitor', 'Train a financial sentiment classifier (news + tweets, domain gap), detect planted shifts in a generated stream, index airline tweets over time.'),
     'recommend': ('dcresearch.recommend', 'recommend', 'Clean RATINGS, split them by time, measure baselines, SVD and ALS (RMSE, top-N), release DP statistics; write OUT/metrics.json.'),
     'tune': ('dcresearch.tune', 'tune', 'Search the fine-tuning configuration with Optuna on validation rows carved from TRAIN; write trials.jsonl, best_config.json and best/.'),
@@ -366,7 +367,7 @@ def load_recipe(recipe: str|Path|dict|None=None, # a YAML path, a shipped recipe
         out.append((cmd, args))
     return out
 
-def pipeline(recipe: str=None,  # a shipped recipe's name (default, finance_monitoring, recommendation: the YAML files of nbs/reports) or a YAML path; default: default
+def pipeline(recipe: str=None,  # a shipped recipe's name (default, customer_service, finance_monitoring, recommendation: the YAML files of nbs/reports) or a YAML path; default: default
              p: list[tuple[str, str]]=None,  # recipe parameter KEY VALUE (repeatable): any parameter the recipe declares under `params:` (all declare `out`)
              docs: int=None,  # override the number of sample documents (`sample` stages)
              workers: int=None,  # override worker processes (`ingest` stages)
@@ -440,7 +441,7 @@ from .lakeops import lake
 from .privacy.access import classify, decrypt, encrypt
 from .privacy.keys import keygen
 
-COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', 'build-ner', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'tune', 'recommend', 'monitor', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
+COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', 'build-ner', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'tune', 'recommend', 'monitor', 'customer-service', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
             ledger, sql, verify, lake, classify, encrypt, decrypt, keygen]  # functions, or names of `LAZY_COMMANDS`
 
 def command_parser(load: str|None=None, # the lazy command to import and build fully (the one being run)
