@@ -321,7 +321,8 @@ def run_recommendation(ratings: str|Path, # the ratings file (see `read_ratings`
                    private=dict(popularity=_records(pop), activity=_records(private['activity'].replace([np.inf, -np.inf], None)),
                                 releases=_records(private['releases']), epsilon=cfg.epsilon, max_items_per_user=cfg.max_items_per_user,
                                 catalogue='movies file' if movies else 'training items'))
-    pd.concat([train.assign(split='train'), test.assign(split='test')]).to_parquet(out/'ratings.parquet', index=False)
+    both = pd.concat([train.assign(split='train'), test.assign(split='test')])
+    both.assign(rating_user_z=user_zscore(both)).to_parquet(out/'ratings.parquet', index=False)   # per-user normalised, for the analyses
     write_atomic(out/'quarantine.jsonl', ''.join(json.dumps(q, ensure_ascii=False) + '\n' for q in quarantine))
     write_atomic(out/'removed.jsonl', ''.join(json.dumps(r) + '\n' for r in _records(removed[['line', 'user', 'item', 'reason']])))
     write_atomic(out/'results.json', json.dumps(results, indent=2, default=float))
