@@ -14,9 +14,9 @@ import pyarrow.compute as pc
 # %% auto #0
 __all__ = ['RECORD_SCHEMA', 'QUARANTINE_SCHEMA', 'RAW_PREVIEW_CHARS', 'REJECT_COLUMNS', 'FAULT_ENV', 'empty_records', 'stable_id',
            'make_records', 'QuarantineRow', 'quarantine_table', 'StepResult', 'Step', 'split_by_mask', 'data_dir',
-           'reports_dir', 'get_logger', 'fault_point', 'is_url', 'join_path', 'object_store', 'read_bytes',
-           'path_exists', 'list_files', 'remove_tree', 'parquet_file', 'write_atomic', 'file_sha256', 'jieba_segmenter',
-           'delegates_to', 'minilm_path', 'package_file']
+           'reports_dir', 'shared_data_dir', 'get_logger', 'fault_point', 'is_url', 'join_path', 'object_store',
+           'read_bytes', 'path_exists', 'list_files', 'remove_tree', 'parquet_file', 'write_atomic', 'file_sha256',
+           'jieba_segmenter', 'delegates_to', 'minilm_path', 'package_file']
 
 # %% ../nbs/00_core.ipynb #b95fa23f
 RECORD_SCHEMA = pa.schema([
@@ -146,6 +146,15 @@ def data_dir() -> Path:
 def reports_dir() -> Path:
     "Where HTML reports are written: `$DCR_REPORTS` or `./reports`."
     return Path(os.environ.get('DCR_REPORTS', 'reports'))
+
+def shared_data_dir() -> Path|None:
+    "The shared datasets folder: `$DCR_SHARED_DATA`, else `../shared/data` beside the checkout (from its root or from nbs/reports, where reports run); None when absent."
+    import dcresearch
+    here = os.environ.get('DCR_SHARED_DATA')
+    for d in ([Path(here)] if here else []) + [Path('../shared/data'), Path('../../../shared/data'),
+                                               Path(dcresearch.__file__).resolve().parents[2]/'shared'/'data']:
+        if d.is_dir(): return d
+    return None
 
 def get_logger(name: str='dcresearch') -> logging.Logger:
     "The package logger, with a plain one-line format the first time it is asked for."

@@ -119,10 +119,9 @@ def sentiment_index(scored: pd.DataFrame, # rows with `entity`, `timestamp` (dat
                     bucket: str='1D', # pandas frequency of the buckets ('1D', '6h', 'W')
                    ) -> pd.DataFrame:
     "Per entity and bucket: `n`, `index` (mean score), `lo`/`hi` (95% interval), `negative_share`; empty buckets have n = 0."
-    g = scored.groupby(['entity', pd.Grouper(key='timestamp', freq=bucket)]).score
-    out = g.agg(n='size', index='mean', sd=lambda s: s.std(ddof=1) if len(s) > 1 else np.nan).reset_index()
-    neg = scored.assign(neg=scored.score < -0.2).groupby(['entity', pd.Grouper(key='timestamp', freq=bucket)]).neg.mean().reset_index(drop=True)
-    out['negative_share'] = neg.to_numpy()
+    g = scored.assign(neg=scored.score < -0.2).groupby(['entity', pd.Grouper(key='timestamp', freq=bucket)])
+    out = g.agg(n=('score', 'size'), index=('score', 'mean'), sd=('score', lambda s: s.std(ddof=1) if len(s) > 1 else np.nan),
+                negative_share=('neg', 'mean')).reset_index()
     half = 1.96 * out.sd.fillna(1.0) / np.sqrt(out.n.clip(lower=1))
     out['lo'], out['hi'] = (out['index'] - half).clip(-1, 1), (out['index'] + half).clip(-1, 1)
     full = []
