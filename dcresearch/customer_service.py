@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_customer_service.ipynb #1615f779
 from __future__ import annotations
-import inspect, json, time
+import inspect, json, shutil, time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -140,6 +140,7 @@ class ServiceConfig:
     augment: str='auto' # EDA synonym augmentation: 'auto' keeps it only if the proxy's validation accuracy rises by `min_gain`; 'on'; 'off'
     min_gain: float=0.005 # the validation gain 'auto' asks of label QC and augmentation
     max_steps: int=300 # fine-tuning optimizer steps (the recipe's time bound; -1: the adaptive recipe's full schedule)
+    ablation: str='proxy' # model of the ablation: 'proxy' (MiniLM + logistic regression, seconds a variant) or 'finetune' (each variant fine-tuned like the final model: about one fine-tuning run more per stage)
     target_precision: float=0.95 # routing: automatically routed messages must be at least this often right (on validation)
     seed: int=0 # splits, augmentation, fine-tuning
 
@@ -162,6 +163,7 @@ def run_customer_service(intents: str|Path, # labelled messages CSV (`text,categ
     from dcresearch.label import label_issues
     from dcresearch.privacy.pii import PiiDetector, redact_text
     cfg, out, log, t0 = cfg or ServiceConfig(), Path(out), get_logger('dcresearch.customer_service'), time.time()
+    if cfg.ablation not in ('proxy', 'finetune'): raise ValueError(f'--ablation {cfg.ablation!r}: use proxy or finetune')
     for flag in ('label_qc', 'augment'):
         if getattr(cfg, flag) not in ('auto', 'on', 'off'): raise ValueError(f"--{flag.replace('_', '-')} {getattr(cfg, flag)!r}: use auto, on or off")
     say = (lambda *a: None) if quiet else log.info
@@ -243,6 +245,21 @@ def run_customer_service(intents: str|Path, # labelled messages CSV (`text,categ
     say(f'fine-tuning the intent model ({len(train_df)} rows, max_steps {cfg.max_steps})')
     ft_cfg = FinetuneConfig.build(label_field='category', max_steps=cfg.max_steps, seed=cfg.seed)
     ft = run_finetune([str(data/'train.csv')], str(out/'finetune'), str(data/'test.csv'), ft_cfg, quiet=True)
+    ablation_model, proxy_ablation = 'proxy: MiniLM + logistic regression', ablation
+    if cfg.ablation == 'finetune':
+        def finetuned(rows, name):   # one variant fine-tuned like the final model, on the same test rows; its weights are not kept
+            run, csv = out/'ablation'/name.replace(' ', '_'), data/f"ablation_{name.replace(' ', '_')}.csv"
+            rows[['text', 'label']].assign(id=rows.index.astype(str)).rename(columns=dict(label='category')).to_csv(csv, index=False)
+            r = run_finetune([str(csv)], str(run), str(data/'test.csv'), ft_cfg, quiet=True)
+            shutil.rmtree(run/'model', ignore_errors=True)
+            return dict(accuracy=r['accuracy'], macro_f1=r['macro_f1'], n_train=len(rows))
+        ablation = {}
+        for name, v in variants.items():
+            say(f'ablation, fine-tuned: {name} ({len(v)} rows)')
+            ablation[name] = (dict(accuracy=ft['accuracy'], macro_f1=ft['macro_f1'], n_train=len(final)) if name == 'all stages' and not len(augmented)
+                              else finetuned(v, name))
+        if len(augmented): ablation['all stages + augmentation'] = dict(accuracy=ft['accuracy'], macro_f1=ft['macro_f1'], n_train=len(train_df))
+        ablation_model = f'fine-tuned: {cfg.max_steps} optimizer steps a variant'
     from dcresearch.deploy import OnnxClassifier, export_model
     say('exporting (ONNX, INT8) and choosing routing thresholds on the validation rows')
     export_model(out/'finetune', out/'model', quantize='int8')
@@ -261,10 +278,11 @@ def run_customer_service(intents: str|Path, # labelled messages CSV (`text,categ
     if reasons is not None: reasons.to_csv(out/'complaint_reasons.csv')
     routed = float((routing.routed * routing.messages).sum() / max(routing.messages.sum(), 1))
     metrics = dict(accuracy=ft['accuracy'], macro_f1=ft['macro_f1'], n_eval=ft['n_eval'], n_train=len(train_df),
-                   proxy_accuracy=ablation['all stages']['accuracy'], routed_automatically=routed, n_quarantined=len(quarantine) + len(test_bad),
+                   proxy_accuracy=proxy_ablation['all stages']['accuracy'], routed_automatically=routed, n_quarantined=len(quarantine) + len(test_bad),
                    removed={r: int(n) for c in ('clean', 'dedup', 'label_qc') for r, n in pool[c].value_counts().items()},
                    augmentation_adopted=bool(len(augmented)), seconds=round(time.time() - t0, 1))
-    results = dict(config=asdict(cfg), metrics=metrics, ablation=ablation, augmentation=aug_check, web_filter=web, pii=pii_counts, pii_kept=kept_counts, label_qc=qc_check,
+    results = dict(config=asdict(cfg), metrics=metrics, ablation=ablation, ablation_model=ablation_model,
+                   ablation_proxy=proxy_ablation if cfg.ablation == 'finetune' else None, augmentation=aug_check, web_filter=web, pii=pii_counts, pii_kept=kept_counts, label_qc=qc_check,
                    n_flagged=int(pool.flagged.notna().sum()),
                    routing=json.loads(routing.to_json(orient='records')), thresholds=thresholds,
                    confused=json.loads(confused.to_json(orient='records')), confused_examples=examples,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_monitor.ipynb #d543c4af
 from __future__ import annotations
-import json, re, time
+import functools, json, re, time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from .core import get_logger, write_atomic
 # %% auto #0
 __all__ = ['SENTIMENTS', 'TWEET_LABELS', 'CASHTAG', 'read_phrasebank', 'read_fin_tweets', 'SentimentClassifier', 'domain_gap',
            'cashtags', 'sentiment_index', 'change_alerts', 'detection_quality', 'MonitorConfig', 'detect_in_index',
-           'read_stream', 'run_monitoring', 'monitor']
+           'company_names', 'entity_of', 'crawled_pages', 'read_stream', 'run_monitoring', 'monitor']
 
 # %% ../nbs/30_monitor.ipynb #e38c8e00
 SENTIMENTS = ('negative', 'neutral', 'positive')
@@ -176,6 +176,7 @@ class MonitorConfig:
     min_count: int=5 # buckets with fewer texts are treated as empty by the alerts (their index is too noisy to move one)
     tolerance: int=5 # buckets between a detected change's location and a planted shift for it to count
     max_airline_rows: int=None # score at most this many airline tweets (None: all)
+    entities: str='' # `TAG=Company name` pairs, comma-separated: stream texts without a cashtag that name a company count for its tag
     seed: int=0 # splits and the generated stream
 
 def detect_in_index(index: pd.DataFrame, # `sentiment_index` output
@@ -196,17 +197,86 @@ def detect_in_index(index: pd.DataFrame, # `sentiment_index` output
 
 def _score(p: np.ndarray) -> np.ndarray: return p[:, SENTIMENTS.index('positive')] - p[:, SENTIMENTS.index('negative')]
 
-def read_stream(path: str|Path, # JSONL `{text, timestamp[, entity, id]}`; `shifts.json` beside it holds planted shifts, if any
-               ) -> tuple[pd.DataFrame, dict|None]:
-    "`(rows, truth)`: the stream with an `entity` per row (its own, else its first cashtag; rows with neither are dropped) and the shifts file."
-    rows = pd.read_json(path, lines=True, dtype=False)
-    if not {'text', 'timestamp'} <= set(rows.columns): raise ValueError(f'{path}: each line needs `text` and `timestamp`, found {list(rows.columns)}')
-    own = rows['entity'] if 'entity' in rows.columns else pd.Series(None, index=rows.index, dtype=object)
-    rows['entity'] = [e if isinstance(e, str) and e else next(iter(cashtags(str(t))), None) for e, t in zip(own, rows.text)]
-    rows = rows[rows.entity.notna() & rows.text.astype(str).str.strip().ne('')].copy()
+def company_names(spec: str, # `'$ACME=Acme Corp, $BOLT=Bolt Motors'`: the entity a company name stands for
+                 ) -> dict:
+    "`{lowercased name: entity}` from `TAG=Company name` pairs (the `--entities` option)."
+    names = {}
+    for part in filter(str.strip, (spec or '').split(',')):
+        tag, eq, name = (s.strip() for s in part.partition('='))
+        if not (eq and tag and name): raise ValueError(f"--entities {part.strip()!r}: write TAG=Company name pairs, e.g. '$ACME=Acme Corp,$BOLT=Bolt Motors'")
+        names[name.lower()] = tag
+    return names
+
+@functools.lru_cache(maxsize=8)
+def _names_pattern(names: tuple) -> re.Pattern:   # one compiled alternation per name list, longest names first
+    return re.compile(r'\b(' + '|'.join(map(re.escape, sorted(names, key=len, reverse=True))) + r')\b')
+
+def entity_of(text: str, own, names: dict) -> str|None:
+    "A text's entity: its own, else its first cashtag, else the first company of `names` it names (whole words)."
+    if isinstance(own, str) and own: return own
+    tag = next(iter(cashtags(text)), None)
+    if tag or not names: return tag
+    hit = _names_pattern(tuple(names)).search(text.lower())
+    return names[hit.group(1)] if hit else None
+
+def _published(warcs: dict) -> dict:
+    "`{(file, record index): publication time}` for the WARC responses asked for, from their HTML (htmldate), where it states one."
+    from htmldate import find_date
+    from warcio.archiveiterator import ArchiveIterator
+    found = {}
+    for file, wanted in warcs.items():
+        with open(file, 'rb') as f:
+            for i, rec in enumerate(ArchiveIterator(f)):
+                if i not in wanted: continue
+                html = rec.content_stream().read().decode('utf-8', 'replace')
+                when = find_date(html, original_date=True, extensive_search=False, outputformat='%Y-%m-%dT%H:%M:%S') if html else None
+                if when: found[(file, i)] = when
+    return found
+
+def crawled_pages(folder: str|Path, # a `dcr crawl` folder (its ingested `stage/`) or a stage directory
+                 ) -> pd.DataFrame:
+    "`text, timestamp, url, dated` per page: the time the page says it was published (`dated` 'published'), else when the crawler fetched it ('fetched')."
+    from dcresearch.io import split_locator
+    from dcresearch.lake import is_stage_dir
+    from dcresearch.pipeline import StageSource
+    folder = Path(folder)
+    stage = folder/'stage' if is_stage_dir(folder/'stage') else folder
+    if not is_stage_dir(stage): raise ValueError(f'{folder}: neither a crawl folder with an ingested stage/ nor a stage directory; '
+                                                 f'crawl the feed first (`dcr crawl FEED_URL --out {folder}`) or pass a JSONL stream')
+    rows = pd.concat([t.to_pandas() for t in StageSource(stage, columns=['text', 'source', 'timestamp', 'meta'])], ignore_index=True)
+    rows['url'] = [json.loads(m).get('url') if m else None for m in rows.meta]
+    where = [split_locator(s)[:2] for s in rows.source]
+    # the WARC as the ingest named it, else beside the stage (a crawl folder moved or read from elsewhere)
+    files = {f: f if Path(f).is_file() else str(folder/Path(f).name) for f, _ in where}
+    warcs = {}
+    for f, i in where:
+        if Path(files[f]).is_file() and i is not None: warcs.setdefault(files[f], set()).add(i)
+    published = _published(warcs)
+    when = pd.Series([published.get((files[f], i)) for f, i in where], index=rows.index, dtype=object)
+    fetched = pd.to_datetime(rows.timestamp, utc=True).dt.tz_localize(None)
+    rows['dated'] = np.where(when.notna(), 'published', 'fetched')
+    rows['timestamp'] = pd.to_datetime(when, errors='coerce').fillna(fetched)
+    return rows[['text', 'timestamp', 'url', 'dated']]
+
+def read_stream(path: str|Path, # JSONL `{text, timestamp[, entity, id, label]}`, or a crawl folder (`crawled_pages`); `shifts.json` beside the file or in the folder holds planted shifts, if any
+                entities: str='', # `TAG=Company name` pairs: texts without an entity or a cashtag that name a company count for its tag
+               ) -> tuple[pd.DataFrame, dict|None, dict]:
+    "`(rows, truth, skipped)`: the rows with an `entity` each (`entity_of`), the shifts file, and the rows left out counted by reason."
+    path = Path(path)
+    if path.is_dir(): rows, truth_file = crawled_pages(path), path/'shifts.json'
+    else:
+        rows, truth_file = pd.read_json(path, lines=True, dtype=False), path.with_name('shifts.json')
+        if not {'text', 'timestamp'} <= set(rows.columns): raise ValueError(f'{path}: each line needs `text` and `timestamp`, found {list(rows.columns)}')
+    names = company_names(entities)
+    own = rows['entity'] if 'entity' in rows.columns else [None] * len(rows)
+    rows['text'] = rows.text.fillna('').astype(str)
+    rows['entity'] = [entity_of(t, e, names) for t, e in zip(rows.text, own)]
     rows['timestamp'] = pd.to_datetime(rows.timestamp, utc=True, errors='coerce').dt.tz_localize(None)
-    truth_file = Path(path).with_name('shifts.json')
-    return rows[rows.timestamp.notna()].reset_index(drop=True), json.loads(truth_file.read_text()) if truth_file.exists() else None
+    empty, no_entity = rows.text.str.strip().eq(''), rows.entity.isna()
+    skipped = dict(no_text=int(empty.sum()), no_entity=int((~empty & no_entity).sum()),
+                   no_timestamp=int((~empty & ~no_entity & rows.timestamp.isna()).sum()))
+    keep = ~empty & ~no_entity & rows.timestamp.notna()
+    return rows[keep].reset_index(drop=True), json.loads(truth_file.read_text()) if truth_file.exists() else None, skipped
 
 def run_monitoring(phrasebank: str|Path, # Financial PhraseBank `sentence@label` file
                    tweets: str|Path, # finance tweets CSV `text,label` (0 bearish, 1 bullish, 2 neutral)
@@ -228,12 +298,17 @@ def run_monitoring(phrasebank: str|Path, # Financial PhraseBank `sentence@label`
     embed = MiniLMEmbedder()
     gap, clf = domain_gap(news, tw, cfg.test_share, cfg.seed, embed)
     # the planted-shift stream
+    skipped = {}
     if stream is None:
         rows = pd.DataFrame(finance_news(cfg.stream_docs, seed=cfg.seed))
         truth_doc = dict(shifts=[dict(entity=t, day=d, mix=m) for t, d, m in FINANCE_SHIFTS])
         stream = rows.assign(timestamp=pd.to_datetime(rows.timestamp).dt.tz_localize(None))
-    else: stream, truth_doc = read_stream(stream)
-    if stream.empty: raise ValueError('the stream has no rows with a text, a timestamp and an entity (or a cashtag)')
+    else:
+        source = stream
+        stream, truth_doc, skipped = read_stream(source, cfg.entities)
+        say(f'{source}: {len(stream)} texts to monitor; left out: ' + ', '.join(f'{k} {v}' for k, v in skipped.items()))
+        if stream.empty: raise ValueError(f'{source}: no text has an entity, a cashtag or a company name (and a time); '
+                                          f"name the companies with --entities '$TAG=Company name,...'")
     say(f'scoring the stream ({len(stream)} texts)')
     stream['score'] = _score(clf.predict_proba(stream.text))
     stream['predicted'] = np.asarray(SENTIMENTS)[np.argmax(clf.predict_proba(stream.text), 1)]
@@ -281,7 +356,8 @@ def run_monitoring(phrasebank: str|Path, # Financial PhraseBank `sentence@label`
                    detected_on_true_labels=sum(r['detected'] for r in true_detection) if true_detection else None,
                    false_alarms_on_true_labels=sum(r['false_alarms'] for r in true_detection) if true_detection else None,
                    airline_alerts=len(airline_alerts), airline_model_agreement=airline_agreement,
-                   n_news=len(news), n_tweets=len(tw), n_quarantined=len(bad_news) + len(bad_tw), seconds=round(time.time() - t0, 1))
+                   n_stream=len(stream), stream_left_out=skipped,
+                   stream_dated=stream.dated.value_counts().to_dict() if 'dated' in stream else None, n_news=len(news), n_tweets=len(tw), n_quarantined=len(bad_news) + len(bad_tw), seconds=round(time.time() - t0, 1))
     sidx.to_parquet(out/'stream_index.parquet', index=False)
     results = dict(config=asdict(cfg), metrics=metrics, domain_gap=json.loads(gap.to_json(orient='records')), detection=detection,
                    detection_on_true_labels=true_detection,
@@ -299,7 +375,7 @@ def monitor(phrasebank: str, # Financial PhraseBank file (`sentence@label` lines
             tweets: str, # finance tweets CSV (`text,label`: 0 bearish, 1 bullish, 2 neutral)
             out: str, # run directory (metrics.json, results.json, stream_index.parquet, airline_index.parquet)
             airline: str=None, # airline tweets CSV for the index on real timestamps (per airline); none: skip it
-            stream: str=None, # JSONL stream to monitor (`dcr sample --mode finance-news` writes one, with shifts.json); none: generate it
+            stream: str=None, # JSONL stream to monitor (`dcr sample --mode finance-news` writes one, with shifts.json), or a `dcr crawl` folder (a news feed's pages); none: generate it
             config: MonitorConfig=None, # every other option; flat options override it
             quiet: bool=False, # print nothing
             **options, # any field of `MonitorConfig`

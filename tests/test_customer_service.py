@@ -11,7 +11,8 @@ def dcr(*args, cwd=ROOT, timeout=900):
 
 
 def test_customer_service_recipe_small_with_a_test_file(shared, tmp_path):
-    "Twelve intents, a given test file, PII, a one-word message, a duplicate and a row without a label in the training file."
+    """Twelve intents, a given test file, PII, a one-word message, a duplicate and a row without a label in the training file;
+    the ablation fine-tunes every variant (the proxy's figures beside them)."""
     b77 = pd.read_csv(shared/'en_intent'/'banking77_train.csv')
     keep = sorted(b77.category.unique())[:12]
     part = b77[b77.category.isin(keep)].groupby('category').head(45)
@@ -23,14 +24,16 @@ def test_customer_service_recipe_small_with_a_test_file(shared, tmp_path):
     pd.read_csv(shared/'tweets'/'airline_tweets.csv').iloc[::60].to_csv(tmp_path/'air.csv', index=False)
     out = tmp_path/'run'
     r = dcr('pipeline', 'customer_service', '-p', 'intents', tmp_path/'intents.csv', '-p', 'test', tmp_path/'test.csv',
-            '-p', 'complaints', tmp_path/'air.csv', '-p', 'max_steps', 8, '-p', 'out', out, '--quiet', cwd=tmp_path)
+            '-p', 'complaints', tmp_path/'air.csv', '-p', 'max_steps', 8, '-p', 'ablation', 'finetune', '-p', 'out', out, '--quiet', cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     m = json.loads((out/'metrics.json').read_text())
     assert m['n_eval'] == len(test) and 0 <= m['accuracy'] <= 1 and m['n_quarantined'] == 1
     assert m['removed'].get('clean:too_short') == 1 and m['removed'].get('dedup:exact') == 1
     res = json.loads((out/'results.json').read_text())
-    assert res['pii'].get('PHONE_NUMBER', 0) >= 1 and 'no PII redaction' in res['ablation']
+    assert res['pii'].get('PHONE_NUMBER', 0) >= 1 and 'no PII redaction' in res['ablation'] and res['ablation_model'].startswith('fine-tuned')
+    assert res['ablation'].keys() == res['ablation_proxy'].keys() and res['ablation']['no cleaning']['n_train'] == m['n_train'] + 1
+    assert not list((out/'ablation').glob('*/model'))   # the variants' weights are not kept
     train_rows = pd.read_csv(out/'data'/'train.csv')
     assert not train_rows.text.str.contains('555 0134').any()   # what was trained on was redacted
     page = (tmp_path/'reports'/'customer_service.html').read_text()
-    assert 'hl-ipython3' not in page and page.count('data:image/png;base64') >= 2 and 'answered with status 200' in page
+    assert 'hl-ipython3' not in page and page.count('data:image/png;base64') >= 2 and 'answered with status 200' in page and 'proxy accuracy' in page
