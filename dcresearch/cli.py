@@ -250,6 +250,7 @@ LAZY_COMMANDS = {  # command: (module, function, its docstring for `dcr --help`;
     'monitor': ('dcresearch.monitor', 'monitor', 'Train a financial sentiment classifier (news + tweets, domain gap), detect planted shifts in a generated stream, index airline tweets over time.'),
     'recommend': ('dcresearch.recommend', 'recommend', 'Clean RATINGS, split them by time, measure baselines, SVD and ALS (RMSE, top-N), release DP statistics; write OUT/metrics.json.'),
     'tune': ('dcresearch.tune', 'tune', 'Search the fine-tuning configuration with Optuna on validation rows carved from TRAIN; write trials.jsonl, best_config.json and best/.'),
+    'distill': ('dcresearch.distill', 'distill', 'Distill fine-tuned run(s) into a student with fewer layers, trained on the teacher\'s rows, chosen on its validation rows, scored on its evaluation rows.'),
     'export': ('dcresearch.deploy', 'export', 'Export a fine-tuned model (ONNX, optionally INT8, with tokenizer, labels, card and a parity check); --name registers it.'),
     'models': ('dcresearch.deploy', 'models', 'List the registered models: name, version, task, source run, default variant, its accuracy, when exported.'),
     'generate': ('dcresearch.deploy', 'generate', 'Continue each prompt of INPUT with an exported causal LM; write `OUT/generations.jsonl` (`{id, generation}`) and a Delta table.'),
@@ -415,7 +416,7 @@ def _add_command(sub, func, name: str|None=None):
     p = sub.add_parser(name, help=func.__doc__, description=func.__doc__,
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for name, d in opts.items():
-        anno, default, help_ = d['anno'], d['default'], (d['docment'] or '')
+        anno, default, help_ = d['anno'], d['default'], (d['docment'] or '').replace('%', '%%')  # argparse formats help with %
         flag = '--' + name.replace('_', '-')
         if name == 'p':
             p.add_argument('-p', '--param', dest='p', nargs=2, action='append', metavar=('KEY', 'VALUE'), help=help_)
@@ -441,7 +442,7 @@ from .lakeops import lake
 from .privacy.access import classify, decrypt, encrypt
 from .privacy.keys import keygen
 
-COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', 'build-ner', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'tune', 'recommend', 'monitor', 'customer-service', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
+COMMANDS = ['crawl', 'upload-server', ingest, clean, dedup, 'pii', 'build-ner', augment, 'augment-images', 'augment-instructions', 'augment-effect', 'preprocess', 'finetune', 'tune', 'distill', 'recommend', 'monitor', 'customer-service', 'export', 'models', 'predict', 'generate', 'serve', 'label', report, pipeline, sample,
             ledger, sql, verify, lake, classify, encrypt, decrypt, keygen]  # functions, or names of `LAZY_COMMANDS`
 
 def command_parser(load: str|None=None, # the lazy command to import and build fully (the one being run)
