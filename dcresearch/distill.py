@@ -168,7 +168,7 @@ def run_distill(teachers: list[str|Path], # `dcr finetune` run directories on th
                 quiet: bool=False, # no progress bar or lines
                ) -> dict:
     "Distill the teachers into a student; write OUT like a finetune run (model/, metrics.json, predictions.jsonl, splits.json)."
-    import shutil, torch, transformers
+    import shutil, transformers
     from dcresearch.finetune import classification_metrics, register_pooling_models
     cfg, out, log, t0 = cfg or DistillConfig(), Path(out), get_logger('dcresearch.distill'), time.time()
     say = (lambda *a: None) if quiet else log.info
