@@ -57,15 +57,16 @@ def short_text_reasons(texts: list[str], # the messages
 
 # %% ../nbs/31_customer_service.ipynb #aa8c314c
 def duplicate_reasons(texts: list[str], # training messages (after redaction)
-                      test_texts: list[str], # the test messages
+                      test_texts: list[str], # the test messages (as they arrive: not redacted)
+                      originals: list[str]|None=None, # the training messages before redaction: a test copy of a message with a name in it matches these
                      ) -> list[str|None]:
     "A removal reason per training message (`dedup:test_overlap`, `dedup:exact`) or None."
     import pyarrow as pa
     from dcresearch.dedup import normalize_for_hash
     norm = lambda xs: normalize_for_hash(pa.array(list(xs), pa.string())).to_pylist()
     test, seen, out = set(norm(test_texts)), set(), []
-    for t in norm(texts):
-        out.append('dedup:test_overlap' if t in test else 'dedup:exact' if t in seen else None); seen.add(t)
+    for t, o in zip(norm(texts), norm(originals) if originals is not None else norm(texts)):
+        out.append('dedup:test_overlap' if t in test or o in test else 'dedup:exact' if t in seen else None); seen.add(t)
     return out
 
 # %% ../nbs/31_customer_service.ipynb #e845ae25
@@ -190,7 +191,7 @@ def run_customer_service(intents: str|Path, # labelled messages CSV (`text,categ
     pool['clean'] = short_text_reasons(pool.redacted.tolist(), cfg.min_words, cfg.max_words, cfg.max_symbol_ratio)
     kept = pool.clean.isna()
     pool['dedup'] = None
-    pool.loc[kept, 'dedup'] = duplicate_reasons(pool.redacted[kept].tolist(), test_rows.text.tolist())
+    pool.loc[kept, 'dedup'] = duplicate_reasons(pool.redacted[kept].tolist(), test_rows.text.tolist(), pool.original[kept].tolist())
     # label QC on what is left: flagged always; dropped when asked, or ('auto') when that helps the proxy on validation rows
     pool['label_qc'], pool['flagged'] = None, None
     embed = MiniLMEmbedder()
