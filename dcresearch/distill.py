@@ -169,7 +169,7 @@ def run_distill(teachers: list[str|Path], # `dcr finetune` run directories on th
                ) -> dict:
     "Distill the teachers into a student; write OUT like a finetune run (model/, metrics.json, predictions.jsonl, splits.json)."
     import shutil, transformers
-    from dcresearch.finetune import classification_metrics, register_pooling_models
+    from dcresearch.finetune import classification_metrics, library_output, register_pooling_models
     cfg, out, log, t0 = cfg or DistillConfig(), Path(out), get_logger('dcresearch.distill'), time.time()
     say = (lambda *a: None) if quiet else log.info
     runs = [Path(t) for t in teachers]
@@ -182,7 +182,8 @@ def run_distill(teachers: list[str|Path], # `dcr finetune` run directories on th
                          'validation and evaluation rows; train the members with the same data and --seed')
     rc, splits = _teacher_splits(runs[0])
     register_pooling_models()
-    models = [transformers.AutoModelForSequenceClassification.from_pretrained(str(r/'model'), local_files_only=True).eval() for r in runs]
+    with library_output(quiet):   # transformers' loading bars and warnings
+        models = [transformers.AutoModelForSequenceClassification.from_pretrained(str(r/'model'), local_files_only=True).eval() for r in runs]
     tok = transformers.AutoTokenizer.from_pretrained(str(runs[0]/'model'))
     label2id = {str(k): int(v) for k, v in models[0].config.label2id.items()}
     if any({str(k): int(v) for k, v in m.config.label2id.items()} != label2id for m in models[1:]):
