@@ -11,7 +11,7 @@ from .finetune import FinetuneConfig, resolve_head_init, resolve_recipe, run_fin
 
 # %% auto #0
 __all__ = ['SEARCH_SPACE', 'OFF_VALUES', 'STUDY', 'suggest', 'load_space', 'PruningCallback', 'TuneConfig', 'default_trial',
-           'write_trials', 'trial_rows', 'evaluate_run_on', 'tune']
+           'write_trials', 'trial_rows', 'evaluate_run_on', 'run_trials', 'tune']
 
 # %% ../nbs/22a_tune.ipynb #34ad1766
 SEARCH_SPACE = dict(
@@ -82,6 +82,9 @@ class TuneConfig:
     no_pruning: bool=False # run every trial to the end (default: stop trials below the median after an epoch)
     search_seed: int=0 # seed of the TPE sampler
     startup_trials: int=5 # trials drawn at random before TPE models the results
+    engine: str='local' # 'local': the trials one after another in this process; 'ray': `workers` searches side by side as Ray tasks, sharing the study (OUT on a filesystem every node sees)
+    workers: int=1 # searches side by side (--engine ray); a local Ray started for them gets this many CPUs
+    ray_address: str=None # --engine ray: None starts a local Ray; 'auto' or 'ray://host:10001' joins a cluster
 
 # %% ../nbs/22a_tune.ipynb #4748971e
 _log = get_logger('dcresearch.tune')
@@ -115,12 +118,12 @@ def write_trials(out: Path, study):
     write_atomic(out/'trials.jsonl', ''.join(json.dumps(r, default=str) + '\n' for r in trial_rows(study)))
 
 def trial_rows(study) -> list[dict]:
-    "One row per trial: number, state, parameters, validation score, score per epoch, seconds, run directory."
+    "One row per trial: number, state, parameters, validation score, score per epoch, seconds, run directory, node it ran on."
     rows = []
     for t in study.trials:
         secs = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
         rows.append(dict(number=t.number, state=t.state.name, params=t.params, value=t.value, intermediate=t.intermediate_values,
-                         seconds=secs, run_dir=t.user_attrs.get('run_dir')))
+                         seconds=secs, run_dir=t.user_attrs.get('run_dir'), node=t.user_attrs.get('node')))
     return rows
 
 # %% ../nbs/22a_tune.ipynb #0506a5bb
@@ -178,6 +181,57 @@ def evaluate_run_on(run_dir: Path, # a finished classification run directory
     return metrics
 
 # %% ../nbs/22a_tune.ipynb #490c641d
+def _open_study(out: Path, s: TuneConfig):
+    "`(study, storage)`: the search's Optuna study in OUT/optuna.db (created, or loaded to resume or to join)."
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f'sqlite:///{out.resolve()/"optuna.db"}', engine_kwargs=dict(connect_args=dict(timeout=60)))
+    pruner = optuna.pruners.NopPruner() if s.no_pruning else optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    study = optuna.create_study(study_name=STUDY, storage=storage, direction='maximize', load_if_exists=True, pruner=pruner,
+                                sampler=optuna.samplers.TPESampler(seed=s.search_seed, n_startup_trials=s.startup_trials))
+    return study, storage
+
+def _count(study, *states: str) -> int:
+    return sum(t.state.name in states for t in study.get_trials(deepcopy=False))
+
+def run_trials(train, # the training data
+               out: Path, # the search directory (on a filesystem every worker sees)
+               base: FinetuneConfig, # the options fixed for every trial
+               space: dict, # the search space
+               s: TuneConfig, # trials, timeout, metric, pruning
+               t0: float, # when the search started (for the progress lines)
+              ) -> int:
+    "Run trials of OUT's study until `s.trials` have finished or are running (across every search sharing it) or `s.timeout` passes; return how many this search ran."
+    from dcresearch.engines import worker_identity
+    study, _ = _open_study(out, s)
+    ran = []
+
+    def objective(trial):
+        params = suggest(trial, space)
+        run = out/'trials'/f'{trial.number:03d}'
+        trial.set_user_attr('run_dir', str(run.relative_to(out)))
+        trial.set_user_attr('node', worker_identity()['node'])
+        ran.append(trial.number)
+        if run.exists(): shutil.rmtree(run)
+        cfg = FinetuneConfig.build(base, **params)
+        metrics = run_finetune(train, str(run), None, cfg, quiet=True, callbacks=[PruningCallback(trial, s.metric)])
+        return float(metrics[s.metric])
+
+    def after_trial(study, trial):
+        write_trials(out, study)
+        done = _count(study, 'COMPLETE', 'PRUNED')
+        best = study.best_trial if _count(study, 'COMPLETE') else None
+        value = f'{s.metric} {trial.value:.4f}' if trial.value is not None else trial.state.name.lower()
+        print(f'trial {trial.number} ({done}/{s.trials}): {value}'
+              + (f'; best {best.value:.4f} (trial {best.number})' if best else '') + f'; {time.time() - t0:.0f} s', flush=True)
+        if done + _count(study, 'RUNNING') >= s.trials: study.stop()   # the others' running trials finish the budget
+
+    remaining = s.trials - _count(study, 'COMPLETE', 'PRUNED', 'RUNNING')
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, timeout=s.timeout, callbacks=[after_trial], catch=(RuntimeError,),
+                       gc_after_trial=True)
+    return len(ran)
+
 def tune(train: list[str], # training data: files, globs, folders or a stage directory (as for `dcr finetune`)
          out: str, # search directory: trials.jsonl, best_config.json, best/, trials/, optuna.db
          eval: str=None, # test data, evaluated once with the chosen model after the search; never used to choose anything
@@ -192,43 +246,30 @@ def tune(train: list[str], # training data: files, globs, folders or a stage dir
     s = dataclasses.replace(search or TuneConfig(), **{k: options.pop(k) for k in own & set(options)})
     if s.metric not in ('accuracy', 'macro_f1'): raise ValueError(f"--metric must be 'accuracy' or 'macro_f1', got {s.metric!r}")
     if s.trials < 1: raise ValueError(f'--trials must be at least 1, got {s.trials}')
+    if s.engine not in ('local', 'ray'): raise ValueError(f'--engine {s.engine!r}: use local or ray')
+    if s.workers < 1 or (s.workers > 1 and s.engine == 'local'):
+        raise ValueError(f'--workers {s.workers}: trials side by side run as Ray tasks; add --engine ray (a local Ray is started '
+                         'without --ray-address), or use --workers 1')
     space = load_space(s.space)
     options = {k: v for k, v in options.items() if k not in space and k != 'eval_split'}
     base = FinetuneConfig.build(config, **options, eval_split=0)   # trials report on the validation rows
     if base.model.task != 'classification': raise ValueError('dcr tune searches classification runs (--task classification)')
     if not base.data.validation_split: raise ValueError('dcr tune chooses on validation rows: --validation-split must be above 0')
     out = Path(out); (out/'trials').mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(f'sqlite:///{out.resolve()/"optuna.db"}', engine_kwargs=dict(connect_args=dict(timeout=60)))
-    pruner = optuna.pruners.NopPruner() if s.no_pruning else optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-    study = optuna.create_study(study_name=STUDY, storage=storage, direction='maximize', load_if_exists=True, pruner=pruner,
-                                sampler=optuna.samplers.TPESampler(seed=s.search_seed, n_startup_trials=s.startup_trials))
+    study, storage = _open_study(out, s)
     for t in study.trials:   # a killed search left these running: they will never finish
         if t.state == optuna.trial.TrialState.RUNNING: storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
     if not study.trials: study.enqueue_trial(default_trial(train, base, space), user_attrs=dict(default_recipe=True))
-    done = lambda: sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
     t0 = time.time()
-
-    def objective(trial):
-        params = suggest(trial, space)
-        run = out/'trials'/f'{trial.number:03d}'
-        trial.set_user_attr('run_dir', str(run.relative_to(out)))
-        if run.exists(): shutil.rmtree(run)
-        cfg = FinetuneConfig.build(base, **params)
-        metrics = run_finetune(train, str(run), None, cfg, quiet=True, callbacks=[PruningCallback(trial, s.metric)])
-        return float(metrics[s.metric])
-
-    def after_trial(study, trial):
-        write_trials(out, study)
-        best = study.best_trial if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) else None
-        value = f'{s.metric} {trial.value:.4f}' if trial.value is not None else trial.state.name.lower()
-        print(f'trial {trial.number} ({done()}/{s.trials}): {value}'
-              + (f'; best {best.value:.4f} (trial {best.number})' if best else '') + f'; {time.time() - t0:.0f} s', flush=True)
-
-    remaining = s.trials - done()
-    if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=s.timeout, callbacks=[after_trial], catch=(RuntimeError,),
-                       gc_after_trial=True)
+    if s.engine == 'local': run_trials(train, out, base, space, s, t0)
+    else:
+        from dcresearch.engines import make_engine
+        where = [str(Path(t).resolve()) if Path(t).exists() else t for t in ([train] if isinstance(train, (str, Path)) else train)]
+        if not quiet: print(f'{s.workers} searches on Ray share {out/"optuna.db"}; each finished trial is in {out/"trials.jsonl"}', flush=True)
+        with make_engine('ray', s.workers, s.ray_address) as engine:   # each worker a search on the shared study
+            handles = [engine.submit(run_trials, where, out.resolve(), base, space, s, t0) for _ in range(s.workers)]
+            ran = [engine.result(h) for h in handles]
+        if not quiet: print(f'{s.workers} Ray workers ran {ran} trials', flush=True)
     write_trials(out, study)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete: raise RuntimeError(f'no trial finished (see {out/"trials.jsonl"}); raise --trials or --timeout')
@@ -254,3 +295,4 @@ def tune(train: list[str], # training data: files, globs, folders or a stage dir
         print(f'{out}: best trial {best.number}, validation {s.metric} {best.value:.4f}'
               + (f"; {eval}: accuracy {best_config['eval']['accuracy']:.4f} on {best_config['eval']['n_eval']} rows" if eval else ''))
     return best_config
+

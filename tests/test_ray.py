@@ -185,3 +185,19 @@ def test_a_worker_node_lost_mid_run_completes_or_resumes_to_identical_output(clu
     for table in ('records', 'rejected', 'quarantine', 'ledger'):  # committed once: the versions of an undisturbed run
         assert delta_version(out/table) == delta_version(tmp_path/'local'/table), f'{table} committed more than once ({outcome})'
     assert len(c.list_all_nodes()) == 2
+
+
+def test_tune_on_the_cluster_runs_searches_side_by_side(cluster, tmp_path):
+    "`dcr tune --engine ray --workers 2`: two searches share one study; the trial budget holds and the trials ran on two nodes."
+    from dcresearch.tune import tune
+    c, _ = cluster
+    rows = [dict(id=f'r{i}', sentence=s, label=i % 2) for i, s in enumerate(['a dull , lifeless film', 'a warm and funny story'] * 10)]
+    (tmp_path/'train.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    (tmp_path/'space.json').write_text(json.dumps(dict(lr=['log', 1e-4, 1e-3])))
+    res = tune([str(tmp_path/'train.jsonl')], str(tmp_path/'tune'), quiet=True, trials=3, space=str(tmp_path/'space.json'), no_pruning=True,
+               engine='ray', workers=2, ray_address=c.address, text_field='sentence', deepspeed='none', max_steps=2, batch_size=8,
+               device='cpu', validation_split=0.2)
+    trials = [json.loads(l) for l in (tmp_path/'tune'/'trials.jsonl').read_text().splitlines()]
+    assert [t['state'] for t in trials] == ['COMPLETE'] * 3 and res['n_complete'] == 3
+    assert len({t['node'] for t in trials}) >= 2, f'every trial ran on one node: {trials}'
+    assert (tmp_path/'tune'/'best'/'model'/'config.json').is_file() and trials[0]['params']['lr'] == 2e-4   # trial 0: the default recipe
