@@ -466,6 +466,7 @@ class DataConfig(ReadOptions):
     sst2: bool=False # inputs are header-less `label<TAB>sentence` TSV like SST-2 (text field `sentence`)
     eval_split: float=0.1 # share of `train` held out (per label) as the final test when no `eval` is given; 0: report on the validation rows
     validation_split: float=0.05 # share of the training rows (per label) set aside to choose on: evaluations during training, early stopping, `dcr tune`; 0: none
+    split_seed: int=None # seed of the eval and validation splits; default: --seed (members of a seed ensemble keep one split seed and vary --seed)
     max_train_rows: int=None # use only the first N usable training rows
     max_eval_rows: int=None # use only the first N usable evaluation rows
     max_length: int=None # tokens per example (causal LM: per packed row); default from the data (`adaptive_recipe`)
@@ -605,9 +606,10 @@ def load_splits(train, # training data: files, globs, folders or a stage directo
                 eval, # evaluation data; None: hold out `data.eval_split` of `train`
                 data: DataConfig, # how to read
                 task: str='classification', # classification reads `data.label_field`; causal_lm reads no label
-                seed: int=0, # seed of the held-out split
+                seed: int=0, # seed of the held-out splits (the run's seed; `data.split_seed` wins when set)
                ) -> Splits:
     "Read the examples to train, choose and evaluate on; raise when the training or evaluation rows are empty."
+    if data.split_seed is not None: seed = data.split_seed
     read = dict(text_field=data.text_field, label_field=data.label_field if task == 'classification' else None,
                 no_header=data.no_header, column_names=data.column_names, sst2=data.sst2)
     train_ex = read_examples(train, max_rows=data.max_train_rows, **read)
