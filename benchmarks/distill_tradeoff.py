@@ -7,6 +7,7 @@ the current threads), teacher beside student.
 
     .venv/bin/python benchmarks/finetune_recipe.py --sets sst2            # the teacher, if not there yet
     .venv/bin/python benchmarks/distill_tradeoff.py --sets sst2 --teacher-tag default --layers 3 2
+    .venv/bin/python benchmarks/distill_tradeoff.py --sets sst2 --teacher-tag wa25 --set augment=synonym,swap --tag aug
 """
 import argparse, json, os, subprocess, time
 from pathlib import Path
@@ -22,6 +23,7 @@ def main():
     ap.add_argument('--teacher-tag', default='default', help='the finetune_recipe.py --tag of the teachers')
     ap.add_argument('--layers', nargs='+', type=int, default=[3], help='student sizes in encoder layers')
     ap.add_argument('--set', action='append', default=[], metavar='NAME=VALUE', help='a `dcr distill` option to change (repeatable)')
+    ap.add_argument('--tag', default='', help='name of this configuration in the output folder (with --set)')
     a = ap.parse_args()
     env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', str(os.cpu_count())))
     extra = [x for kv in a.set for x in (f"--{kv.split('=', 1)[0].replace('_', '-')}", kv.split('=', 1)[1])]
@@ -31,7 +33,7 @@ def main():
         if not (teacher/'model').is_dir():
             raise SystemExit(f'{teacher}: no teacher; run `benchmarks/finetune_recipe.py --sets {name} --tag {a.teacher_tag}` first')
         for layers in a.layers:
-            out = OUT/f'{name}-{a.teacher_tag}-L{layers}'
+            out = OUT/f'{name}-{a.teacher_tag}-L{layers}' + (f'-{a.tag}' if a.tag else '')
             t0 = time.time()
             subprocess.run([str(ROOT/'.venv'/'bin'/'dcr'), 'distill', str(teacher), '--out', str(out), '--layers', str(layers), '--quiet', *extra],
                            check=True, env=env, cwd=ROOT)

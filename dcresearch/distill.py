@@ -25,7 +25,8 @@ class DistillConfig:
     lr: float=1e-4 # peak learning rate (6% linear warm-up, cosine decay)
     batch_size: int=32 # texts per step (texts of similar length batched together)
     weight_decay: float=0.01 # AdamW weight decay (not on biases and LayerNorm weights)
-    seed: int=0 # batch order and dropout
+    augment: str='' # EDA operators (e.g. 'synonym,swap') whose copy of each training text the teacher labels for the student: more to learn from, one more pass per operator; '' none
+    seed: int=0 # batch order, dropout and augmentation
 
 # %% ../nbs/22b_distill.ipynb #324f993a
 def student_layers(n_teacher: int, # the teacher's encoder layers
@@ -79,10 +80,12 @@ def distill_loss(student_logits, # (batch, classes) tensor
                  teacher_probs, # the teacher's probabilities at `temperature` (batch, classes)
                  labels, # gold class ids (batch,)
                  temperature: float, alpha: float):
-    "`alpha` x T² x KL(teacher || student) at temperature T + `(1 - alpha)` x cross-entropy on the gold labels."
+    "`alpha` x T² x KL(teacher || student) at temperature T + `(1 - alpha)` x cross-entropy on the gold labels (-100: none, an augmented text)."
     import torch.nn.functional as F
     soft = F.kl_div(F.log_softmax(student_logits / temperature, -1), teacher_probs, reduction='batchmean') * temperature ** 2
-    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+    gold = labels != -100
+    hard = F.cross_entropy(student_logits, labels, ignore_index=-100, reduction='sum') / gold.sum().clamp_min(1)
+    return alpha * soft + (1 - alpha) * hard
 
 # %% ../nbs/22b_distill.ipynb #1dc3310e
 def length_batches(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -192,12 +195,19 @@ def run_distill(teachers: list[str|Path], # `dcr finetune` run directories on th
     ids_of = lambda ex: np.array([label2id[str(l)] for l in ex.labels])
     fit, valid, ev = splits.fit, splits.valid, splits.eval
     say(f'{len(runs)} teacher(s); {len(fit)} training rows, {len(valid) if valid else 0} validation rows, {len(ev)} evaluation rows')
-    fit_logits = [predict_logits(m, tok, fit.texts, max_length) for m in models]
+    texts, gold = list(fit.texts), ids_of(fit)
+    if cfg.augment:   # the transfer set grows: augmented copies the teacher labels (their gold label is unknown)
+        from dcresearch.augment.text import TextAugmenter
+        ops = [o.strip() for o in cfg.augment.split(',') if o.strip()]
+        extra = [r['text'] for r in TextAugmenter(ops=ops, seed=cfg.seed, min_similarity=None)([(str(i), t) for i, t in enumerate(fit.texts)]).rows]
+        texts, gold = texts + extra, np.concatenate([gold, np.full(len(extra), -100)])
+        say(f'augmented: {len(extra)} copies ({cfg.augment}) labelled by the teacher')
+    fit_logits = [predict_logits(m, tok, texts, max_length) for m in models]
     soft = np.mean([softmax(l, cfg.temperature) for l in fit_logits], axis=0)
     teacher_eval = np.mean([softmax(predict_logits(m, tok, ev.texts, max_length)) for m in models], axis=0)
     student, kept = student_from(models[0], cfg.layers)
     say(f'student: teacher layers {[k + 1 for k in kept]} of {len(models[0].base_model.encoder.layer)}; training {cfg.epochs} epochs')
-    student, curve = train_student(student, tok, fit.texts, ids_of(fit), soft, valid.texts if valid else [], ids_of(valid) if valid else np.array([]),
+    student, curve = train_student(student, tok, texts, gold, soft, valid.texts if valid else [], ids_of(valid) if valid else np.array([]),
                                    cfg, max_length, quiet)
     student_eval = softmax(predict_logits(student, tok, ev.texts, max_length))
     id2label = {i: l for l, i in label2id.items()}
@@ -217,7 +227,7 @@ def run_distill(teachers: list[str|Path], # `dcr finetune` run directories on th
     speed = dict(teacher=latency(models[0], tok, ev.texts, max_length), student=latency(student, tok, ev.texts, max_length))
     metrics.update(teacher=dict(accuracy=teacher_m['accuracy'], macro_f1=teacher_m['macro_f1'], members=len(runs),
                                 layers=len(models[0].base_model.encoder.layer)),
-                   validation_curve=curve, layers=cfg.layers, kept_layers=[k + 1 for k in kept],
+                   validation_curve=curve, layers=cfg.layers, kept_layers=[k + 1 for k in kept], n_transfer=len(texts),
                    bytes=dict(teacher=size(runs[0]/'model'), student=size(out/'model')), latency=speed, seconds=round(time.time() - t0, 1))
     run_config = dict(rc, out=str(out), model=str(runs[0]/'model'), distilled_from=[str(r) for r in runs], distill=asdict(cfg))
     write_atomic(out/'run_config.json', json.dumps(run_config, indent=2, default=str))
