@@ -33,7 +33,7 @@ def main():
         if not (teacher/'model').is_dir():
             raise SystemExit(f'{teacher}: no teacher; run `benchmarks/finetune_recipe.py --sets {name} --tag {a.teacher_tag}` first')
         for layers in a.layers:
-            out = OUT/f'{name}-{a.teacher_tag}-L{layers}' + (f'-{a.tag}' if a.tag else '')
+            out = OUT/(f'{name}-{a.teacher_tag}-L{layers}' + (f'-{a.tag}' if a.tag else ''))
             t0 = time.time()
             subprocess.run([str(ROOT/'.venv'/'bin'/'dcr'), 'distill', str(teacher), '--out', str(out), '--layers', str(layers), '--quiet', *extra],
                            check=True, env=env, cwd=ROOT)
