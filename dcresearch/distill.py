@@ -156,6 +156,10 @@ def _teacher_splits(run: Path):
     if rc.get('task', 'classification') != 'classification': raise ValueError(f'{run}: dcr distill takes classification runs')
     names = set(FinetuneConfig().options())
     fcfg = FinetuneConfig.build(**{k: v for k, v in rc.items() if k in names})
+    for f in [rc['train']] if isinstance(rc['train'], str) else rc['train']:
+        if not any(c in str(f) for c in '*?[') and '://' not in str(f) and not Path(f).exists():
+            raise FileNotFoundError(f"{run}: its training data {f} (run_config.json) is not there from {Path.cwd()}; "
+                                    'run dcr distill where the teacher was trained, or restore the file')
     splits = load_splits(rc['train'], rc.get('eval'), fcfg.data, 'classification', fcfg.training.seed)
     recorded = json.loads((run/'splits.json').read_text())
     now = dict(train=list(splits.fit.ids), validation=list(splits.valid.ids) if splits.valid else [], eval=list(splits.eval.ids))
