@@ -176,7 +176,7 @@ def run_distill(teachers: list[str|Path], # `dcr finetune` run directories on th
                ) -> dict:
     "Distill the teachers into a student; write OUT like a finetune run (model/, metrics.json, predictions.jsonl, splits.json)."
     import shutil, transformers
-    from dcresearch.finetune import classification_metrics, library_output, register_pooling_models
+    from dcresearch.finetune import classification_metrics, library_output, model_card, register_pooling_models
     cfg, out, log, t0 = cfg or DistillConfig(), Path(out), get_logger('dcresearch.distill'), time.time()
     say = (lambda *a: None) if quiet else log.info
     runs = [Path(t) for t in teachers]
@@ -186,7 +186,7 @@ def run_distill(teachers: list[str|Path], # `dcr finetune` run directories on th
             raise FileNotFoundError(f'{r}: not a finished `dcr finetune` run directory (model/config.json and splits.json)')
     if len({(r/'splits.json').read_text() for r in runs}) > 1:
         raise ValueError('the teachers were trained on different splits (their splits.json differ): an ensemble must share its training, '
-                         'validation and evaluation rows; train the members with the same data and --seed')
+                         'validation and evaluation rows; train the members on the same data with one --split-seed')
     rc, splits = _teacher_splits(runs[0])
     register_pooling_models()
     with library_output(quiet):   # transformers' loading bars and warnings
@@ -236,6 +236,15 @@ def run_distill(teachers: list[str|Path], # `dcr finetune` run directories on th
     run_config = dict(rc, out=str(out), model=str(runs[0]/'model'), distilled_from=[str(r) for r in runs], distill=asdict(cfg))
     write_atomic(out/'run_config.json', json.dumps(run_config, indent=2, default=str))
     write_atomic(out/'metrics.json', json.dumps(metrics, indent=2))
+    # the model card: the teacher's data lineage, then how the student was made
+    lineage = json.loads((runs[0]/'lineage.json').read_text()) if (runs[0]/'lineage.json').is_file() else {}
+    if lineage: shutil.copy(runs[0]/'lineage.json', out/'lineage.json')
+    card = model_card(run_config, {k: v for k, v in metrics.items() if k in ('accuracy', 'macro_f1', 'n_eval', 'layers')}, lineage)
+    card += (f"\n## Distillation\n\nA {cfg.layers}-layer student (teacher layers {metrics['kept_layers']}) of {', '.join(f'`{r}`' for r in runs)}: "
+             f"alpha {cfg.alpha}, temperature {cfg.temperature}, {cfg.epochs} epochs (the best on the teacher's validation rows: {curve}), "
+             f"{len(texts)} training texts{' with ' + cfg.augment + ' copies' if cfg.augment else ''}. The teacher scores "
+             f"{teacher_m['accuracy']:.4f} on the same {metrics['n_eval']} evaluation rows.\n")
+    (out/'model'/'README.md').write_text(card, encoding='utf-8')
     say(f"{out}: student ({cfg.layers} layers) accuracy {metrics['accuracy']:.4f}, teacher {teacher_m['accuracy']:.4f} on {metrics['n_eval']} rows; "
         f"{speed['student']['ms_p50']} vs {speed['teacher']['ms_p50']} ms per text; {metrics['seconds']} s")
     return metrics
