@@ -71,10 +71,9 @@ def predict_logits(model, tok, # a sequence classifier and its tokenizer
     return logits
 
 def softmax(logits: np.ndarray, temperature: float=1.0) -> np.ndarray:
-    "Row-wise softmax of `logits / temperature`."
-    z = logits / temperature
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    "Row-wise softmax of `logits / temperature` (scipy's)."
+    from scipy.special import softmax as _softmax
+    return _softmax(logits / temperature, axis=1)
 
 def distill_loss(student_logits, # (batch, classes) tensor
                  teacher_probs, # the teacher's probabilities at `temperature` (batch, classes)

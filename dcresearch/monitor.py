@@ -310,8 +310,8 @@ def run_monitoring(phrasebank: str|Path, # Financial PhraseBank `sentence@label`
         if stream.empty: raise ValueError(f'{source}: no text has an entity, a cashtag or a company name (and a time); '
                                           f"name the companies with --entities '$TAG=Company name,...'")
     say(f'scoring the stream ({len(stream)} texts)')
-    stream['score'] = _score(clf.predict_proba(stream.text))
-    stream['predicted'] = np.asarray(SENTIMENTS)[np.argmax(clf.predict_proba(stream.text), 1)]
+    proba = clf.predict_proba(stream.text)   # once: the index and the labels both read it
+    stream['score'], stream['predicted'] = _score(proba), np.asarray(SENTIMENTS)[proba.argmax(1)]
     sidx = sentiment_index(stream, cfg.stream_bucket)
     start = pd.Timestamp((truth_doc or {}).get('start') or stream.timestamp.min().normalize())  # day 0 of the shifts
     truth = {}  # entity -> change buckets (a shift's day in buckets of `stream_bucket`)
@@ -337,8 +337,9 @@ def run_monitoring(phrasebank: str|Path, # Financial PhraseBank `sentence@label`
         at = at[at.timestamp.notna()]
         say(f'scoring {len(at)} airline tweets')
         at['label_score'] = at.airline_sentiment.map(dict(negative=-1.0, neutral=0.0, positive=1.0))
-        at['model_score'] = _score(clf.predict_proba(at.text))
-        airline_agreement = float((clf.predict(at.text) == at.airline_sentiment.to_numpy()).mean())
+        proba = clf.predict_proba(at.text)
+        at['model_score'] = _score(proba)
+        airline_agreement = float((np.asarray(SENTIMENTS)[proba.argmax(1)] == at.airline_sentiment.to_numpy()).mean())
         airline_idx = sentiment_index(at.assign(score=at.label_score), cfg.airline_bucket)
         model_idx = sentiment_index(at.assign(score=at.model_score), cfg.airline_bucket)
         airline_idx['model_index'] = model_idx['index'].to_numpy()
