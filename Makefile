@@ -45,7 +45,7 @@ test: $(STAMP) $(WORDNET)
 	scripts/check-notebooks
 	$(if $(NB_SKIP),@echo "WARNING: ../shared/data not found beside the checkout: skipping notebooks $(DATA_NOTEBOOKS)")
 	$(TEST_ENV) $(BIN)/nbdev_test --n_workers 2 $(NB_SKIP)
-	$(TEST_ENV) $(BIN)/python -m pytest tests -q -p no:cacheprovider -n 2 --dist loadfile --durations=30
+	$(TEST_ENV) $(BIN)/python -m pytest tests -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=30
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs

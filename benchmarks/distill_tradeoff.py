@@ -8,6 +8,7 @@ the current threads), teacher beside student.
     .venv/bin/python benchmarks/finetune_recipe.py --sets sst2            # the teacher, if not there yet
     .venv/bin/python benchmarks/distill_tradeoff.py --sets sst2 --teacher-tag default --layers 3 2
     .venv/bin/python benchmarks/distill_tradeoff.py --sets sst2 --teacher-tag wa25 --set augment=synonym,swap --tag aug
+    .venv/bin/python benchmarks/distill_tradeoff.py --sets sst2 --teacher-tag wa25 wa25-s1 wa25-s2 --layers 6   # a seed ensemble
 """
 import argparse, json, os, subprocess, time
 from pathlib import Path
@@ -20,7 +21,8 @@ OUT = ROOT/'benchmarks'/'out'/'distill'
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--sets', nargs='+', default=['sst2', 'banking77'], help='teacher sets (benchmarks/out/finetune_recipe/SET-TAG)')
-    ap.add_argument('--teacher-tag', default='default', help='the finetune_recipe.py --tag of the teachers')
+    ap.add_argument('--teacher-tag', nargs='+', default=['default'],
+                    help='the finetune_recipe.py --tag of the teacher; several: an ensemble (runs with one --split-seed)')
     ap.add_argument('--layers', nargs='+', type=int, default=[3], help='student sizes in encoder layers')
     ap.add_argument('--set', action='append', default=[], metavar='NAME=VALUE', help='a `dcr distill` option to change (repeatable)')
     ap.add_argument('--tag', default='', help='name of this configuration in the output folder (with --set)')
@@ -29,16 +31,17 @@ def main():
     extra = [x for kv in a.set for x in (f"--{kv.split('=', 1)[0].replace('_', '-')}", kv.split('=', 1)[1])]
     rows = []
     for name in a.sets:
-        teacher = TEACHERS/f'{name}-{a.teacher_tag}'
-        if not (teacher/'model').is_dir():
-            raise SystemExit(f'{teacher}: no teacher; run `benchmarks/finetune_recipe.py --sets {name} --tag {a.teacher_tag}` first')
+        teachers = [TEACHERS/f'{name}-{tag}' for tag in a.teacher_tag]
+        for teacher, tag in zip(teachers, a.teacher_tag):
+            if not (teacher/'model').is_dir():
+                raise SystemExit(f'{teacher}: no teacher; run `benchmarks/finetune_recipe.py --sets {name} --tag {tag}` first')
         for layers in a.layers:
-            out = OUT/(f'{name}-{a.teacher_tag}-L{layers}' + (f'-{a.tag}' if a.tag else ''))
+            out = OUT/(f"{name}-{'+'.join(a.teacher_tag)}-L{layers}" + (f'-{a.tag}' if a.tag else ''))
             t0 = time.time()
-            subprocess.run([str(ROOT/'.venv'/'bin'/'dcr'), 'distill', str(teacher), '--out', str(out), '--layers', str(layers), '--quiet', *extra],
+            subprocess.run([str(ROOT/'.venv'/'bin'/'dcr'), 'distill', *map(str, teachers), '--out', str(out), '--layers', str(layers), '--quiet', *extra],
                            check=True, env=env, cwd=ROOT)
             m = json.loads((out/'metrics.json').read_text())
-            rows.append(dict(set=name, teacher=a.teacher_tag, layers=layers, accuracy=m['accuracy'], teacher_accuracy=m['teacher']['accuracy'],
+            rows.append(dict(set=name, teacher='+'.join(a.teacher_tag), members=m['teacher'].get('members', 1), layers=layers, accuracy=m['accuracy'], teacher_accuracy=m['teacher']['accuracy'],
                              validation_curve=m['validation_curve'], params=m['latency']['student']['parameters'],
                              teacher_params=m['latency']['teacher']['parameters'], teacher_layers=m['teacher']['layers'], mb=round(m['bytes']['student'] / 2**20, 1),
                              teacher_mb=round(m['bytes']['teacher'] / 2**20, 1), ms_p50=m['latency']['student']['ms_p50'],

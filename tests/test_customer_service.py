@@ -24,7 +24,7 @@ def test_customer_service_recipe_small_with_a_test_file(shared, tmp_path):
     pd.read_csv(shared/'tweets'/'airline_tweets.csv').iloc[::60].to_csv(tmp_path/'air.csv', index=False)
     out = tmp_path/'run'
     r = dcr('pipeline', 'customer_service', '-p', 'intents', tmp_path/'intents.csv', '-p', 'test', tmp_path/'test.csv',
-            '-p', 'complaints', tmp_path/'air.csv', '-p', 'max_steps', 8, '-p', 'ablation', 'finetune', '-p', 'out', out, '--quiet', cwd=tmp_path)
+            '-p', 'complaints', tmp_path/'air.csv', '-p', 'max_steps', 3, '-p', 'ablation', 'finetune', '-p', 'out', out, '--quiet', cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     m = json.loads((out/'metrics.json').read_text())
     assert m['n_eval'] == len(test) and 0 <= m['accuracy'] <= 1 and m['n_quarantined'] == 1

@@ -12,9 +12,9 @@ from ..core import file_sha256
 
 # %% auto #0
 __all__ = ['NER_TRAIN_FILES', 'NER_HELD_OUT_FILES', 'CLUENER_KEPT', 'read_conll', 'read_cluener', 'shared_file', 'NerBuild',
-           'zh_word_features', 'conll_docs', 'cluener_docs', 'swap_names', 'swap_conll_names', 'training_docs',
-           'spacy_config', 'build_ner', 'load_ner', 'ner_scores', 'held_out_docs', 'models_dir', 'bundled_ner_model',
-           'held_out_scores', 'record_held_out', 'build_ner_model', 'held_out_table']
+           'zh_word_features', 'make_zh_word_features', 'conll_docs', 'cluener_docs', 'swap_names', 'swap_conll_names',
+           'training_docs', 'spacy_config', 'build_ner', 'load_ner', 'ner_scores', 'held_out_docs', 'models_dir',
+           'bundled_ner_model', 'held_out_scores', 'record_held_out', 'build_ner_model', 'held_out_table']
 
 # %% ../../nbs/13c_ner.ipynb #6421f05f
 def read_conll(path: str|Path,  # CoNLL-2003 file: `token POS chunk NER` per line
@@ -72,6 +72,8 @@ class NerBuild:
     depth: int = 4  # tok2vec CNN layers
     embed_rows: tuple = (5000, 1000, 2500, 2500)  # hash-embedding rows for NORM, PREFIX, SUFFIX, SHAPE
     name_swaps: int|None = None  # copies of each training sentence that holds a person's name, with other names of the training split; default: 1 for Chinese, 0 for English
+    word_pos: bool = False  # Chinese: jieba's part of speech of each character's word as a feature (`zh_word_features(pos=True)`)
+    labels: tuple|None = None  # Chinese: the CLUENER types the model learns; default `CLUENER_KEPT`
 
     def __post_init__(self):  # chosen on validation F1: Chinese 0.63 with the swaps vs 0.59 without; English 0.880 vs 0.883
         if self.name_swaps is None: self.name_swaps = 1 if self.language == 'zh' else 0
@@ -80,22 +82,25 @@ class NerBuild:
         return Path(self.train or shared_file(NER_TRAIN_FILES[self.language]))
 
 # %% ../../nbs/13c_ner.ipynb #afdadf6a
+from functools import partial
+
 import numpy as np
 import spacy
 from spacy.attrs import LEMMA, NORM, TAG
 from spacy.language import Language
 
-@Language.component('zh_word_features')
-def zh_word_features(doc):
-    "Set each character token's NORM to its jieba word, TAG to its place in it and the word's length (`B2`, `E2`, `S1`, `I4`), LEMMA to the character bigram it starts."
+def zh_word_features(doc, pos: bool=False):
+    "Set each character token's NORM to its jieba word, TAG to its place in it and the word's length (`B2`, `E2`, `S1`, `I4`; with `pos`, the word's part of speech after a slash), LEMMA to the character bigram it starts."
     import jieba
+    tags = _jieba_tags() if pos else None
     text = doc.text  # built from the tokens on each access: read once
     word_at, place_at, at = [None] * len(text), [None] * len(text), 0
     for w in jieba.cut(text):
         n = len(w)
+        tag = '' if tags is None else '/' + tags.get(w, 'new' if n > 1 else '')  # 'new': a word jieba's HMM found, often a name
         for k in range(n):
             word_at[at + k] = w
-            place_at[at + k] = ('S' if n == 1 else 'B' if k == 0 else 'E' if k == n - 1 else 'I') + str(min(n, 4))
+            place_at[at + k] = ('S' if n == 1 else 'B' if k == 0 else 'E' if k == n - 1 else 'I') + str(min(n, 4)) + tag
         at += n
     # the strings join the vocab (Presidio reads `lemma_`); the PII detector runs each batch in a spaCy memory zone, which frees them
     key = doc.vocab.strings.add
@@ -103,6 +108,16 @@ def zh_word_features(doc):
              key(place_at[t.idx]) if word_at[t.idx] is not None else t.tag, key(text[t.idx:t.idx + 2])) for t in doc]
     if rows: doc.from_array([NORM, TAG, LEMMA], np.array(rows, dtype='uint64'))
     return doc
+
+def _jieba_tags() -> dict:
+    "jieba's dictionary: word -> part of speech (`nr` person, `ns` place, `nt` organisation, ...)."
+    import jieba.posseg
+    return jieba.posseg.dt.word_tag_tab
+
+@Language.factory('zh_word_features', default_config={'pos': False})
+def make_zh_word_features(nlp, name, pos: bool):
+    "The pipeline component of `zh_word_features` (`pos`: add jieba's part of speech to the TAG)."
+    return partial(zh_word_features, pos=pos)
 
 # %% ../../nbs/13c_ner.ipynb #0cef93d7
 def conll_docs(nlp, sentences: list[tuple[list[str], list[str]]]) -> list:
@@ -177,7 +192,7 @@ def training_docs(build: NerBuild) -> tuple[list, list]:
     "The training and validation `Doc`s of `build`: a seeded split by document (CoNLL article, CLUENER record); training sentences with a person's name gain `name_swaps` copies with other names of the training split."
     nlp, rng = spacy.blank(build.language), random.Random(build.seed)
     if build.language == 'en': items, to_docs = read_conll(build.train_path()), lambda xs: conll_docs(nlp, [s for a in xs for s in a])
-    elif build.language == 'zh': items, to_docs = read_cluener(build.train_path()), lambda xs: cluener_docs(nlp, xs)
+    elif build.language == 'zh': items, to_docs = read_cluener(build.train_path()), lambda xs: cluener_docs(nlp, xs, tuple(build.labels or CLUENER_KEPT))
     else: raise ValueError(f"no NER recipe for language {build.language!r}: use --language en or zh")
     order = list(range(len(items))); rng.shuffle(order)
     n_val = max(1, round(len(items) * build.validation_share))
@@ -195,9 +210,9 @@ def spacy_config(build: NerBuild):
     embed.update(rows=list(build.embed_rows), include_static_vectors=False)
     if build.language == 'zh':  # character, jieba word, place in the word
         c['nlp']['pipeline'] = ['zh_word_features', 'tok2vec', 'ner']
-        c['components']['zh_word_features'] = {'factory': 'zh_word_features'}
+        c['components']['zh_word_features'] = {'factory': 'zh_word_features', 'pos': build.word_pos}
         c['training']['annotating_components'] = ['zh_word_features']
-        embed.update(attrs=['ORTH', 'NORM', 'TAG', 'LEMMA'], rows=[build.embed_rows[0], 2 * build.embed_rows[0], 50, 2 * build.embed_rows[0]])
+        embed.update(attrs=['ORTH', 'NORM', 'TAG', 'LEMMA'], rows=[build.embed_rows[0], 2 * build.embed_rows[0], 1000 if build.word_pos else 50, 2 * build.embed_rows[0]])
     encode.update(width=build.width, depth=build.depth)
     c['paths']['vectors'] = c['initialize']['vectors'] = None
     c['system']['seed'] = build.seed

@@ -606,6 +606,43 @@ def _english_common_words() -> dict[str, str]:
     except FileNotFoundError: return {}
 
 _SENTENCE_START = regex.compile(r'(?:^|[.!?:;\n"(\[]\s*)$')
+# Words that make the next name a person's or a company's, whatever type a news-trained model gave it: Reuters has few
+# "my name is X" or "account holder X", and its models call such names ORG or LOC.
+_PERSON_CUE = regex.compile(r"(?:\b(?:my name is|my name's|name is|names? ?:|name|i am|i'm|this is|call me|named|called|account holder|"
+                            r"card ?holder|holder|dear|hi|hello|mr|mrs|ms|miss|dr|prof|regards|sincerely|signed)\.?,?:?\s+)$", regex.I)
+# a company cue, then any capitalised words and connectors of the company's name up to the finding (`work for Velez, Freeman and `)
+_COMPANY_CUE = regex.compile(r"\b(?:(?i:work|works|worked|working) (?i:for|at)|(?i:employed by))\s+"
+                             r"(?:\p{Lu}[\w.'&-]*(?:,\s*|\s+(?:and|y|e|et|und|en|&)\s+|\s+))*$")
+_LOCATION_CUE = regex.compile(r'\b(?:based in|lives? in|lived in|living in|located in|born in|moved to|resident of|city of)\s+$', regex.I)
+# a street: after a house number, or named with a street type (`87 Jakobi`, `Argyll Road`, `Kapelaniestraat`)
+_HOUSE_NUMBER = regex.compile(r'(?:^|[\s,])\d{1,5}[A-Za-z]?\s+$')
+_STREET_TYPE = r'(?:Road|Rd|Street|St|Drive|Dr|Avenue|Ave|Lane|Ln|Place|Pl|Way|Boulevard|Blvd|Court|Ct|Square|Sq|Terrace|Close|Crescent|Parkway|Highway|Hwy)\.?'
+_STREET = regex.compile(rf'(?:\s{_STREET_TYPE}|\w(?:straat|strasse|straße|weg|gasse|platz|vej|gatan|gade))$', regex.I)
+_STREET_AFTER = regex.compile(rf'^\s+{_STREET_TYPE}\b')
+# particles inside European family names (`Julius le Guellec`, `Ninthe van der Leek`) that a model trained on news often cuts at
+_PARTICLES = r"(?:van|von|de|der|den|du|da|di|del|della|des|le|la|ter|ten|dos|das|zu|af|bin|ibn|al)"
+_NAME_RIGHT = regex.compile(rf"^(?:\s+{_PARTICLES})+\s+\p{{Lu}}[\w'-]+")
+_NAME_LEFT = regex.compile(rf"\p{{Lu}}[\w'-]+(?:\s+{_PARTICLES})*\s+$")
+_COMPANY_SUFFIX = regex.compile(r'^,?\s+(?:Inc|Ltd|LLC|LLP|PLC|plc|GmbH|AG|KG|e\.G|SE|SA|S\.A|SAS|S\.A\.S|SARL|S\.A\.R\.L|SpA|S\.p\.A|'
+                                r'S\.r\.l|Srl|BV|B\.V|NV|N\.V|Oy|AB|Pty|Corp|Corporation|Company|Co|Group|Holding|Holdings|& Co|and Sons|& Sons)\b')
+
+def _cued_type(text: str, start: int, end: int, entity_type: str) -> str:
+    "The entity type of a model's finding in English after the words around it: a person cue before makes it PERSON, a company cue before or a legal form after makes it ORGANIZATION, a house number before or a street type makes it LOCATION."
+    before, after, found = text[max(0, start - 40):start], text[end:end + 20], text[start:end]
+    if _COMPANY_CUE.search(before) or _COMPANY_SUFFIX.match(after): return 'ORGANIZATION'
+    if _HOUSE_NUMBER.search(before) or _STREET.search(found) or _STREET_AFTER.match(after): return 'LOCATION'
+    if _PERSON_CUE.search(before): return 'PERSON'
+    if entity_type == 'PERSON' and _LOCATION_CUE.search(before): return 'LOCATION'
+    return entity_type
+
+def _whole_name(text: str, start: int, end: int) -> tuple[int, int]:
+    "A person's span grown over family-name particles: `Julius` -> `Julius le Guellec`, `van Kasteelen` -> `Vincent van Kasteelen`."
+    right = _NAME_RIGHT.match(text[end:end + 40])
+    if right: end += right.end()
+    before = text[max(0, start - 40):start]
+    if (regex.match(_PARTICLES + r'\s', text[start:end]) or regex.search(rf'\s{_PARTICLES}\s+$', before)) and (left := _NAME_LEFT.search(before)):
+        start -= len(left.group())
+    return start, end
 
 class ModelNerRecognizer(EntityRecognizer):
     "Presidio's `SpacyRecognizer` for a language, minus what a news-trained model takes for names in customer text: entities of stop words and greetings only (`Please`, `Hi`), and one common word opening a sentence (`Card number ...`: `card` is a noun in Brill's lexicon)."
@@ -629,9 +666,15 @@ class ModelNerRecognizer(EntityRecognizer):
         for r in self.inner.analyze(text, entities, nlp_artifacts) or []:
             if all(w.lower() in self._stop for w in regex.findall(r'\w+', text[r.start:r.end])): continue
             if self._common_opening_word(text, r.start, r.end): continue
+            if self._lexicon:  # English
+                r.entity_type = _cued_type(text, r.start, r.end, r.entity_type)
+                if r.entity_type == 'PERSON': r.start, r.end = _whole_name(text, r.start, r.end)
             r.recognition_metadata[RecognizerResult.RECOGNIZER_IDENTIFIER_KEY] = self.id  # the engine groups results by id
             r.recognition_metadata[RecognizerResult.RECOGNIZER_NAME_KEY] = self.name
             out.append(r)
+        if self._lexicon:  # `PERSON from X`: X is where the person is from
+            for a, b in zip(out, out[1:]):
+                if a.entity_type == b.entity_type == 'PERSON' and regex.fullmatch(r'\s+from\s+', text[a.end:b.start]): b.entity_type = 'LOCATION'
         return out
 
 _IGNORED_LABELS = ['CARDINAL', 'DATE', 'EVENT', 'LANGUAGE', 'LAW', 'MISC', 'MONEY', 'ORDINAL', 'PERCENT', 'PRODUCT', 'QUANTITY',
@@ -1165,7 +1208,7 @@ def evaluation_table(presidio_path: str|Path|None=None,  # presidio-research gen
         parts.append(evaluate(load_presidio_cases(presidio_path), detector, 'presidio_generated_small'))
     faker_types = sorted({e for t in FAKER_TEMPLATES['dev'] for e in regex.findall(r'\{([A-Z_]+)\}', t)})
     if n_faker: parts += [evaluate(faker_cases(n_faker, split), detector, f'faker_{split}', labels=faker_types)
-                          for split in ('dev', 'heldout')]
+                          for split in ('dev', 'heldout', 'heldout2')]
     parts += [evaluate(chinese_cases(), detector, 'chinese_cases'), evaluate(iban_cases(), detector, 'iban_cases'),
               evaluate(sample_cases(n_sample_docs), detector, 'sample_corpus')]
     return pd.concat(parts, ignore_index=True)
@@ -1197,7 +1240,20 @@ FAKER_TEMPLATES = {
                 'What is the limit on the credit card {CREDIT_CARD}?',
                 'Please call {PERSON} at {PHONE_NUMBER} after 5pm.',
                 'Ticket 88213 from {PERSON}: my parcel never arrived in {LOCATION}.',
-                'Invoice INV-2023-0042 of 19.99 EUR, build 10.0.19045.3803, paid 12/03/2023.']}
+                'Invoice INV-2023-0042 of 19.99 EUR, build 10.0.19045.3803, paid 12/03/2023.'],
+    # written on 2026-12-07 after the English context rules (`_cued_type`) were tuned on 'dev', before anything was scored on it
+    'heldout2': ['Spoke to {PERSON} on the phone; she said the refund is on its way.',
+                 'According to {PERSON}, the package was left with a neighbour in {LOCATION}.',
+                 'Dear {PERSON}, your order has been dispatched.',
+                 'Booking made by {PERSON} for two guests, arriving in {LOCATION} on Friday.',
+                 '{PERSON} and {PERSON} share this account.',
+                 'Assigned to {PERSON} (escalation: {PERSON}).',
+                 'The courier left a note for {PERSON} at the {LOCATION} depot.',
+                 'Payment received from {ORGANIZATION} via {IBAN_CODE}.',
+                 'Contact {EMAIL_ADDRESS} or ask for {PERSON} at reception.',
+                 'Thanks, {PERSON}',
+                 'My colleague {PERSON} from {ORGANIZATION} will join the call.',
+                 'Card ending {CREDIT_CARD} charged twice; cardholder {PERSON}, {PHONE_NUMBER}.']}
 
 def _fake(fakers: dict, locale: str, kind: str, rng: random.Random) -> str:
     from faker import Faker
@@ -1219,7 +1275,7 @@ def _fake(fakers: dict, locale: str, kind: str, rng: random.Random) -> str:
     raise ValueError(f'no Faker value for {kind}')
 
 def faker_cases(n: int=1000,  # cases
-                split: str='dev',  # template set: 'dev' (tuned on) or 'heldout' (only scored)
+                split: str='dev',  # template set: 'dev' (tuned on), 'heldout' or 'heldout2' (only scored)
                 seed: int=0,  # random seed (the split name is part of it)
                 locales: tuple=FAKER_LOCALES,  # Faker locales, one drawn per case
                ) -> list[dict]:
