@@ -63,11 +63,12 @@ def _trainer_callback_base():
 
 class PruningCallback(_trainer_callback_base()):
     "Report each validation score to an Optuna trial; raise `optuna.TrialPruned` when the pruner stops it."
-    def __init__(self, trial, metric: str='accuracy'): self.trial, self.metric = trial, metric
+    def __init__(self, trial, metric: str='accuracy'): self.trial, self.metric, self.trained = trial, metric, False
+    def on_train_end(self, args, state, control, **kwargs): self.trained = True
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         import optuna
         value = (metrics or {}).get(f'eval_{self.metric}')
-        if value is None: return
+        if value is None or self.trained: return  # a score after training (of the averaged weights) prunes nothing that has finished
         self.trial.report(float(value), step=max(1, int(round(state.epoch or 0))))
         if self.trial.should_prune(): raise optuna.TrialPruned(f'epoch {state.epoch:.0f}: {self.metric} {value:.4f}')
 
