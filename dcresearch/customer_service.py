@@ -14,9 +14,9 @@ import pandas as pd
 from .core import get_logger, write_atomic
 
 # %% auto #0
-__all__ = ['QUEUES', 'read_messages', 'web_filter_drops', 'short_text_reasons', 'duplicate_reasons', 'proxy_scores', 'queue_of',
-           'route_thresholds', 'routing_table', 'complaint_reasons', 'ServiceConfig', 'run_customer_service',
-           'customer_service']
+__all__ = ['QUEUES', 'UNREDACTED', 'read_messages', 'web_filter_drops', 'short_text_reasons', 'duplicate_reasons', 'proxy_scores',
+           'queue_of', 'route_thresholds', 'routing_table', 'complaint_reasons', 'ServiceConfig',
+           'run_customer_service', 'customer_service']
 
 # %% ../nbs/31_customer_service.ipynb #079cc85e
 def read_messages(path: str|Path, # CSV with the text and label columns
@@ -145,6 +145,8 @@ class ServiceConfig:
     target_precision: float=0.95 # routing: automatically routed messages must be at least this often right (on validation)
     seed: int=0 # splits, augmentation, fine-tuning
 
+UNREDACTED = ('no PII redaction', 'no stage at all')  # ablation variants scored on the original test messages
+
 def _apply(pool: pd.DataFrame, skip: str|None=None) -> pd.DataFrame:
     "The training rows with every stage's decisions applied except `skip`'s ('pii' keeps the original texts)."
     keep = pool[[c for c in ('clean', 'dedup', 'label_qc') if c != skip]].isna().all(axis=1)
@@ -180,10 +182,16 @@ def run_customer_service(intents: str|Path, # labelled messages CSV (`text,categ
     say(f'{len(rows)} messages ({len(quarantine)} quarantined): {len(pool)} to train on, {len(test_rows)} to test on')
     # PII: every training message redacted (names, phones, cards, ...), the spans counted by type
     say('redacting personal data')
-    found = PiiDetector().analyze_batch(pool.original.tolist())
+    detector = PiiDetector()
+    found = detector.analyze_batch(pool.original.tolist())
     keep = {e.strip() for e in cfg.keep_entities.split(',') if e.strip()}
     spans = [[s for s in ss if s['entity_type'] not in keep] for ss in found]
     pool['redacted'] = [redact_text(t, s)[0] for t, s in zip(pool.original, spans)]
+    # the test messages as the served model sees them (`dcr serve --redact-pii`): redacted the same way; the variants
+    # without redaction are scored on the originals
+    test_rows = test_rows.rename(columns=dict(text='original')).reset_index(drop=True)
+    test_rows['text'] = [redact_text(t, [s for s in ss if s['entity_type'] not in keep])[0]
+                         for t, ss in zip(test_rows.original, detector.analyze_batch(test_rows.original.tolist()))]
     pii_counts = pd.Series([s['entity_type'] for ss in spans for s in ss], dtype=str).value_counts().to_dict()
     kept_counts = pd.Series([s['entity_type'] for ss in found for s in ss if s['entity_type'] in keep], dtype=str).value_counts().to_dict()
     # cleaning with message thresholds; then duplicates among the kept ones and against the test
@@ -191,7 +199,7 @@ def run_customer_service(intents: str|Path, # labelled messages CSV (`text,categ
     pool['clean'] = short_text_reasons(pool.redacted.tolist(), cfg.min_words, cfg.max_words, cfg.max_symbol_ratio)
     kept = pool.clean.isna()
     pool['dedup'] = None
-    pool.loc[kept, 'dedup'] = duplicate_reasons(pool.redacted[kept].tolist(), test_rows.text.tolist(), pool.original[kept].tolist())
+    pool.loc[kept, 'dedup'] = duplicate_reasons(pool.redacted[kept].tolist(), test_rows.original.tolist(), pool.original[kept].tolist())
     # label QC on what is left: flagged always; dropped when asked, or ('auto') when that helps the proxy on validation rows
     pool['label_qc'], pool['flagged'] = None, None
     embed = MiniLMEmbedder()
@@ -233,7 +241,8 @@ def run_customer_service(intents: str|Path, # labelled messages CSV (`text,categ
                 'no dedup': _apply(pool, 'dedup'),
                 **({'no label QC': _apply(pool, 'label_qc')} if pool.label_qc.notna().any() else {'label QC applied': _apply(pool.assign(label_qc=pool.flagged))}),
                 'no stage at all': pool.assign(text=pool.original)}
-    ablation = {name: proxy_scores(v.text, v.label, test_rows.text, test_rows.label, embed) for name, v in variants.items()}
+    test_text = lambda name: test_rows.original if name in UNREDACTED else test_rows.text
+    ablation = {name: proxy_scores(v.text, v.label, test_text(name), test_rows.label, embed) for name, v in variants.items()}
     if len(augmented): ablation['all stages + augmentation'] = proxy_scores(pd.concat([final.text, augmented.text]), pd.concat([final.label, augmented.label]),
                                                                             test_rows.text, test_rows.label, embed)
     # the final model: fine-tuned once on the final training rows (+ augmentation when adopted), evaluated on the test rows
@@ -242,7 +251,7 @@ def run_customer_service(intents: str|Path, # labelled messages CSV (`text,categ
     train_df = pd.concat([final[['text', 'label']].assign(id=final.index.astype(str)),
                           augmented.assign(id=[f'aug-{i}' for i in range(len(augmented))])]) if len(augmented) else final[['text', 'label']].assign(id=final.index.astype(str))
     train_df.rename(columns=dict(label='category')).to_csv(data/'train.csv', index=False)
-    test_rows.rename(columns=dict(label='category')).to_csv(data/'test.csv', index=False)
+    test_rows[['id', 'text', 'label']].rename(columns=dict(label='category')).to_csv(data/'test.csv', index=False)
     say(f'fine-tuning the intent model ({len(train_df)} rows, max_steps {cfg.max_steps})')
     ft_cfg = FinetuneConfig.build(label_field='category', max_steps=cfg.max_steps, seed=cfg.seed)
     ft = run_finetune([str(data/'train.csv')], str(out/'finetune'), str(data/'test.csv'), ft_cfg, quiet=True)
@@ -251,9 +260,10 @@ def run_customer_service(intents: str|Path, # labelled messages CSV (`text,categ
         def finetuned(rows, name):   # one variant fine-tuned like the final model, on the same test rows; its weights are not kept
             run, csv = out/'ablation'/name.replace(' ', '_'), data/f"ablation_{name.replace(' ', '_')}.csv"
             rows[['text', 'label']].assign(id=rows.index.astype(str)).rename(columns=dict(label='category')).to_csv(csv, index=False)
-            r = run_finetune([str(csv)], str(run), str(data/'test.csv'), ft_cfg, quiet=True)
+            r = run_finetune([str(csv)], str(run), str(data/('test_original.csv' if name in UNREDACTED else 'test.csv')), ft_cfg, quiet=True)
             shutil.rmtree(run/'model', ignore_errors=True)
             return dict(accuracy=r['accuracy'], macro_f1=r['macro_f1'], n_train=len(rows))
+        test_rows[['id', 'original', 'label']].rename(columns=dict(original='text', label='category')).to_csv(data/'test_original.csv', index=False)
         ablation = {}
         for name, v in variants.items():
             say(f'ablation, fine-tuned: {name} ({len(v)} rows)')

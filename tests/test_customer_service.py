@@ -17,6 +17,7 @@ def test_customer_service_recipe_small_with_a_test_file(shared, tmp_path):
     keep = sorted(b77.category.unique())[:12]
     part = b77[b77.category.isin(keep)].groupby('category').head(45)
     train, test = part.groupby('category').head(40), part.groupby('category').tail(5)
+    test = pd.concat([test, pd.DataFrame(dict(text=['My card was declined, call me back on +1 415 555 0199'], category=[keep[0]]))])
     extra = pd.DataFrame(dict(text=['Please call John Smith on +1 415 555 0134 about my card', 'card', train.text.iloc[0], 'no label here'],
                               category=[keep[0], keep[0], train.category.iloc[0], '']))
     pd.concat([train, extra]).to_csv(tmp_path/'intents.csv', index=False)
@@ -35,5 +36,7 @@ def test_customer_service_recipe_small_with_a_test_file(shared, tmp_path):
     assert not list((out/'ablation').glob('*/model'))   # the variants' weights are not kept
     train_rows = pd.read_csv(out/'data'/'train.csv')
     assert not train_rows.text.str.contains('555 0134').any()   # what was trained on was redacted
+    scored = pd.read_csv(out/'data'/'test.csv')   # and the test messages, as `dcr serve --redact-pii` sees them
+    assert not scored.text.str.contains('555 0199').any() and pd.read_csv(out/'data'/'test_original.csv').text.str.contains('555 0199').any()
     page = (tmp_path/'reports'/'customer_service.html').read_text()
     assert 'hl-ipython3' not in page and page.count('data:image/png;base64') >= 2 and 'answered with status 200' in page and 'proxy accuracy' in page
