@@ -161,14 +161,14 @@ def run_customer_service(intents: str|Path, # labelled messages CSV (`text,categ
                          quiet: bool=False, # no progress lines
                         ) -> dict:
     "Stages, ablation, fine-tuned intent model, export, routing and complaint reasons; writes OUT/metrics.json (accuracy, n_eval) and results.json."
-    from sklearn.model_selection import train_test_split
-    from dcresearch.augment.effect import MiniLMEmbedder
-    from dcresearch.label import label_issues
-    from dcresearch.privacy.pii import PiiDetector, redact_text
     cfg, out, log, t0 = cfg or ServiceConfig(), Path(out), get_logger('dcresearch.customer_service'), time.time()
     if cfg.ablation not in ('proxy', 'finetune'): raise ValueError(f'--ablation {cfg.ablation!r}: use proxy or finetune')
     for flag in ('label_qc', 'augment'):
         if getattr(cfg, flag) not in ('auto', 'on', 'off'): raise ValueError(f"--{flag.replace('_', '-')} {getattr(cfg, flag)!r}: use auto, on or off")
+    from sklearn.model_selection import train_test_split   # the options are checked before these load
+    from dcresearch.augment.effect import MiniLMEmbedder
+    from dcresearch.label import label_issues
+    from dcresearch.privacy.pii import PiiDetector, redact_text
     say = (lambda *a: None) if quiet else log.info
     out.mkdir(parents=True, exist_ok=True)
     rows, quarantine = read_messages(intents)

@@ -616,7 +616,8 @@ _COMPANY_CUE = regex.compile(r"\b(?:(?i:work|works|worked|working) (?i:for|at)|(
 _LOCATION_CUE = regex.compile(r'\b(?:based in|lives? in|lived in|living in|located in|born in|moved to|resident of|city of)\s+$', regex.I)
 # a street: after a house number, or named with a street type (`87 Jakobi`, `Argyll Road`, `Kapelaniestraat`)
 _HOUSE_NUMBER = regex.compile(r'(?:^|[\s,])\d{1,5}[A-Za-z]?\s+$')
-_STREET_TYPE = r'(?:Road|Rd|Street|St|Drive|Dr|Avenue|Ave|Lane|Ln|Place|Pl|Way|Boulevard|Blvd|Court|Ct|Square|Sq|Terrace|Close|Crescent|Parkway|Highway|Hwy)\.?'
+# only types that are not also common surnames (no Lane, Way, Court, Close, Place: Diane Lane, Glenn Close)
+_STREET_TYPE = r'(?:Road|Rd|Street|Drive|Avenue|Ave|Boulevard|Blvd|Terrace|Crescent|Parkway|Highway|Hwy)\.?'
 _STREET = regex.compile(rf'(?:\s{_STREET_TYPE}|\w(?:straat|strasse|straße|weg|gasse|platz|vej|gatan|gade))$', regex.I)
 _STREET_AFTER = regex.compile(rf'^\s+{_STREET_TYPE}\b')
 # particles inside European family names (`Julius le Guellec`, `Ninthe van der Leek`) that a model trained on news often cuts at
