@@ -114,10 +114,13 @@ def _jieba_tags() -> dict:
     import jieba.posseg
     return jieba.posseg.dt.word_tag_tab
 
-@Language.factory('zh_word_features', default_config={'pos': False})
 def make_zh_word_features(nlp, name, pos: bool):
     "The pipeline component of `zh_word_features` (`pos`: add jieba's part of speech to the TAG)."
     return partial(zh_word_features, pos=pos)
+
+# registered once per process: spaCy refuses a second factory of the name from another file (a notebook beside the module)
+if not Language.has_factory('zh_word_features'):
+    Language.factory('zh_word_features', default_config={'pos': False}, func=make_zh_word_features)
 
 # %% ../../nbs/13c_ner.ipynb #0cef93d7
 def conll_docs(nlp, sentences: list[tuple[list[str], list[str]]]) -> list:
