@@ -201,11 +201,16 @@ def run_trials(train, # the training data
                space: dict, # the search space
                s: TuneConfig, # trials, timeout, metric, pruning
                t0: float, # when the search started (for the progress lines)
+               worker: int=0, # this search's number among those sharing the study
               ) -> int:
     "Run trials of OUT's study until `s.trials` have finished or are running (across every search sharing it) or `s.timeout` passes; return how many this search ran."
     from dcresearch.engines import worker_identity
     study, _ = _open_study(out, s)
     ran = []
+    # SQLite has no row locks: two searches asking at once can both take the one enqueued trial (the default recipe) and
+    # the second to finish fails ("Cannot tell a COMPLETE trial"). The first search takes it; the others wait until it is taken.
+    deadline = time.time() + 60
+    while worker and _count(study, 'WAITING') and time.time() < deadline: time.sleep(0.2)
 
     def objective(trial):
         params = suggest(trial, space)
@@ -268,7 +273,7 @@ def tune(train: list[str], # training data: files, globs, folders or a stage dir
         where = [str(Path(t).resolve()) if Path(t).exists() else t for t in ([train] if isinstance(train, (str, Path)) else train)]
         if not quiet: print(f'{s.workers} searches on Ray share {out/"optuna.db"}; each finished trial is in {out/"trials.jsonl"}', flush=True)
         with make_engine('ray', s.workers, s.ray_address) as engine:   # each worker a search on the shared study
-            handles = [engine.submit(run_trials, where, out.resolve(), base, space, s, t0) for _ in range(s.workers)]
+            handles = [engine.submit(run_trials, where, out.resolve(), base, space, s, t0, i) for i in range(s.workers)]
             ran = [engine.result(h) for h in handles]
         if not quiet: print(f'{s.workers} Ray workers ran {ran} trials', flush=True)
     write_trials(out, study)
