@@ -182,17 +182,16 @@ def run_customer_service(intents: str|Path, # labelled messages CSV (`text,categ
     say(f'{len(rows)} messages ({len(quarantine)} quarantined): {len(pool)} to train on, {len(test_rows)} to test on')
     # PII: every training message redacted (names, phones, cards, ...), the spans counted by type
     say('redacting personal data')
-    detector = PiiDetector()
-    found = detector.analyze_batch(pool.original.tolist())
-    keep = {e.strip() for e in cfg.keep_entities.split(',') if e.strip()}
-    spans = [[s for s in ss if s['entity_type'] not in keep] for ss in found]
-    pool['redacted'] = [redact_text(t, s)[0] for t, s in zip(pool.original, spans)]
-    # the test messages as the served model sees them (`dcr serve --redact-pii`): redacted the same way; the variants
-    # without redaction are scored on the originals
+    detector, keep = PiiDetector(), {e.strip() for e in cfg.keep_entities.split(',') if e.strip()}
+    def redacted(texts):  # the texts with PII replaced by tags except the `keep` types, and every span found (kept ones too)
+        found = detector.analyze_batch(list(texts))
+        return [redact_text(t, [s for s in ss if s['entity_type'] not in keep])[0] for t, ss in zip(texts, found)], found
+    pool['redacted'], found = redacted(pool.original)
+    # the test messages as the served model sees them (a `RedactingClassifier` with the same `keep`): redacted the same
+    # way; the variants without redaction are scored on the originals
     test_rows = test_rows.rename(columns=dict(text='original')).reset_index(drop=True)
-    test_rows['text'] = [redact_text(t, [s for s in ss if s['entity_type'] not in keep])[0]
-                         for t, ss in zip(test_rows.original, detector.analyze_batch(test_rows.original.tolist()))]
-    pii_counts = pd.Series([s['entity_type'] for ss in spans for s in ss], dtype=str).value_counts().to_dict()
+    test_rows['text'] = redacted(test_rows.original)[0]
+    pii_counts = pd.Series([s['entity_type'] for ss in found for s in ss if s['entity_type'] not in keep], dtype=str).value_counts().to_dict()
     kept_counts = pd.Series([s['entity_type'] for ss in found for s in ss if s['entity_type'] in keep], dtype=str).value_counts().to_dict()
     # cleaning with message thresholds; then duplicates among the kept ones and against the test
     web = web_filter_drops(pool.redacted.tolist())

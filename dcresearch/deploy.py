@@ -263,15 +263,16 @@ def _predict_block(key: tuple, texts: list[str], batch_size: int) -> tuple[list[
     return loaded_classifier(*key).predict(texts, batch_size)
 
 class RedactingClassifier:
-    "A classifier whose inputs pass through PII redaction (`<EMAIL>`, `<PHONE>` ...) before the model sees them."
-    def __init__(self, classifier, detector=None):
+    "A classifier whose inputs pass through PII redaction (`<EMAIL>`, `<PHONE>` ...) before the model sees them; `keep`: entity types left in place (as the training data had them)."
+    def __init__(self, classifier, detector=None, keep: tuple=()):
         from dcresearch.privacy.pii import PiiDetector
-        self.classifier, self.detector = classifier, detector or PiiDetector()
+        self.classifier, self.detector, self.keep = classifier, detector or PiiDetector(), set(keep)
     @property
     def name(self) -> str: return self.classifier.name
     def redact(self, texts: list[str]) -> list[str]:
         from dcresearch.privacy.pii import redact_text
-        return [redact_text(t, spans)[0] for t, spans in zip(texts, self.detector.analyze_batch(texts))]
+        return [redact_text(t, [s for s in spans if s['entity_type'] not in self.keep])[0]
+                for t, spans in zip(texts, self.detector.analyze_batch(texts))]
     def predict(self, texts: list[str], batch_size: int=32): return self.classifier.predict(self.redact(list(texts)), batch_size)
 
 # %% ../nbs/25_deploy.ipynb #1678fea9

@@ -624,6 +624,7 @@ _STREET_AFTER = regex.compile(rf'^\s+{_STREET_TYPE}\b')
 _PARTICLES = r"(?:van|von|de|der|den|du|da|di|del|della|des|le|la|ter|ten|dos|das|zu|af|bin|ibn|al)"
 _NAME_RIGHT = regex.compile(rf"^(?:\s+{_PARTICLES})+\s+\p{{Lu}}[\w'-]+")
 _NAME_LEFT = regex.compile(rf"\p{{Lu}}[\w'-]+(?:\s+{_PARTICLES})*\s+$")
+_STARTS_WITH_PARTICLE, _ENDS_WITH_PARTICLE = regex.compile(rf'{_PARTICLES}\s'), regex.compile(rf'\s{_PARTICLES}\s+$')
 _COMPANY_SUFFIX = regex.compile(r'^,?\s+(?:Inc|Ltd|LLC|LLP|PLC|plc|GmbH|AG|KG|e\.G|SE|SA|S\.A|SAS|S\.A\.S|SARL|S\.A\.R\.L|SpA|S\.p\.A|'
                                 r'S\.r\.l|Srl|BV|B\.V|NV|N\.V|Oy|AB|Pty|Corp|Corporation|Company|Co|Group|Holding|Holdings|& Co|and Sons|& Sons)\b')
 
@@ -641,7 +642,7 @@ def _whole_name(text: str, start: int, end: int) -> tuple[int, int]:
     right = _NAME_RIGHT.match(text[end:end + 40])
     if right: end += right.end()
     before = text[max(0, start - 40):start]
-    if (regex.match(_PARTICLES + r'\s', text[start:end]) or regex.search(rf'\s{_PARTICLES}\s+$', before)) and (left := _NAME_LEFT.search(before)):
+    if (_STARTS_WITH_PARTICLE.match(text[start:end]) or _ENDS_WITH_PARTICLE.search(before)) and (left := _NAME_LEFT.search(before)):
         start -= len(left.group())
     return start, end
 
@@ -650,8 +651,8 @@ class ModelNerRecognizer(EntityRecognizer):
     def __init__(self, supported_language: str='en'):
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
         self.inner = SpacyRecognizer(supported_language=supported_language, supported_entities=list(NER_ENTITIES))
-        english = supported_language == 'en'
-        self._stop, self._lexicon = (_english_stop_words(), _english_common_words()) if english else (set(), {})
+        self.english = supported_language == 'en'
+        self._stop, self._lexicon = (_english_stop_words(), _english_common_words()) if self.english else (set(), {})
         super().__init__(supported_entities=list(NER_ENTITIES), name='ModelNerRecognizer', supported_language=supported_language)
 
     def load(self): pass
@@ -667,13 +668,13 @@ class ModelNerRecognizer(EntityRecognizer):
         for r in self.inner.analyze(text, entities, nlp_artifacts) or []:
             if all(w.lower() in self._stop for w in regex.findall(r'\w+', text[r.start:r.end])): continue
             if self._common_opening_word(text, r.start, r.end): continue
-            if self._lexicon:  # English
+            if self.english:
                 r.entity_type = _cued_type(text, r.start, r.end, r.entity_type)
                 if r.entity_type == 'PERSON': r.start, r.end = _whole_name(text, r.start, r.end)
             r.recognition_metadata[RecognizerResult.RECOGNIZER_IDENTIFIER_KEY] = self.id  # the engine groups results by id
             r.recognition_metadata[RecognizerResult.RECOGNIZER_NAME_KEY] = self.name
             out.append(r)
-        if self._lexicon:  # `PERSON from X`: X is where the person is from
+        if self.english:  # `PERSON from X`: X is where the person is from
             for a, b in zip(out, out[1:]):
                 if a.entity_type == b.entity_type == 'PERSON' and regex.fullmatch(r'\s+from\s+', text[a.end:b.start]): b.entity_type = 'LOCATION'
         return out
