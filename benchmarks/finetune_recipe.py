@@ -6,6 +6,7 @@ option: `adaptive_recipe` chooses), and prints test accuracy, macro-F1, the reci
 separate `dcr finetune` process, as a user would start it; `--set NAME=VALUE` changes an option for an experiment.
 
     .venv/bin/python benchmarks/finetune_recipe.py                   # both sets, about 45 minutes on 2 cores
+    .venv/bin/python benchmarks/finetune_recipe.py --set ensemble=1  # one run instead of the default's averaged members
     .venv/bin/python benchmarks/finetune_recipe.py --sets banking77 --set layer_lr_decay=0.9
 """
 import argparse, json, os, subprocess, sys, time
@@ -61,6 +62,11 @@ def main():
         row = dict(set=name, tag=a.tag, accuracy=round(m['accuracy'], 4), macro_f1=round(m['macro_f1'], 4), n_eval=m['n_eval'],
                    wall_seconds=round(wall), train_steps=m['train_steps'], recipe=cfg['recipe']['chosen'], changed=a.set,
                    validation_curve=curve)
+        if 'ensemble' in m:   # the default trains several members and averages them (`dcresearch.ensemble`); the curve is member 0's
+            e = m['ensemble']
+            row['ensemble'] = dict(members=e['members'], kept=e['kept'], member_accuracy=[round(x, 4) for x in e['member_accuracy']],
+                                   prediction_average_accuracy=e['prediction_average_accuracy'], validation=e['validation'],
+                                   member_validation=e['member_validation'])
         results.append(row)
         print(json.dumps(row), flush=True)
     with open(OUT/'results.jsonl', 'a') as f:

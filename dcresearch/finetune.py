@@ -517,6 +517,7 @@ class TrainingConfig:
     device: str='auto' # 'auto', 'cpu' or 'cuda'
     precision: str='auto' # 'auto' (bf16 if the GPU has it, else fp16; fp32 on CPU), 'bf16', 'fp16', 'fp32'
     seed: int=0 # random seed (model init, data order, held-out split)
+    ensemble: int=None # members trained side by side (one thread each on CPU; seeds seed..seed+N-1, the same rows) whose weights are averaged into the one model written (`dcresearch.ensemble`); default from the update budget and the cores (`ensemble_size`: 3 for SST-2, 2 for Banking77 on 2 cores); 1: a single run
     logging_steps: int=10 # log the training loss every this many steps
 
 # %% ../nbs/22_finetune.ipynb #8d46b4c0
@@ -586,6 +587,10 @@ def check_config(cfg: FinetuneConfig, # the run's options
         raise ValueError(f'weight_averaging must be in (0, 1], got {t.weight_averaging}; leave it out to turn it off')
     if t.weight_averaging and (p.dp_sgd or t.deepspeed == 'zero3'):
         raise ValueError('weight_averaging needs whole weights in the Trainer: not with --dp-sgd (its own loop) or --deepspeed zero3 (partitioned)')
+    if t.ensemble is not None and t.ensemble < 1: raise ValueError(f'ensemble must be at least 1 (1: a single run), got {t.ensemble}')
+    if (t.ensemble or 1) > 1 and (m.task != 'classification' or m.lora or p.dp_sgd or t.deepspeed == 'zero3'):
+        raise ValueError('--ensemble averages the weights of fully fine-tuned classifiers: not with causal_lm, --lora, --dp-sgd (each member '
+                         'would spend the privacy budget) or --deepspeed zero3; use --ensemble 1')
     if t.early_stopping_patience and t.eval_steps == 0: raise ValueError('early stopping needs evaluations during training: eval_steps must not be 0')
     if t.early_stopping_patience and not cfg.data.validation_split:
         raise ValueError('early stopping chooses when to stop on the validation rows: set --validation-split above 0')
@@ -1258,6 +1263,9 @@ def run_finetune(train: list[str], # training data, as for `finetune`
         splits = load_splits(train, eval, cfg.data, m.task, t.seed)
         tok = load_tokenizer(model_path)
         recipe = resolve_recipe(cfg, splits, tok)
+        from dcresearch.ensemble import resolve_ensemble, run_ensemble
+        members = resolve_ensemble(cfg, recipe, dev, callbacks=bool(callbacks))
+        if members > 1: return run_ensemble(train, out, eval, cfg, splits, recipe, members, dev, quiet, t_start)
         ds = build_datasets(splits, tok, cfg.data, m.task)
         fast = fast_path_options(dev, transformers.AutoConfig.from_pretrained(model_path, local_files_only=True).model_type)
         attn = m.attn_implementation or fast['attn_implementation']

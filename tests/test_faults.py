@@ -232,3 +232,21 @@ def test_encrypted_dataset_as_input_says_what_to_do(tmp_path):
     (tmp_path/'enc'/'part-x.dcrenc').write_bytes(b'DCRENC')
     r = dcr('clean', tmp_path/'enc', '--out', tmp_path/'o')
     assert r.returncode == 2 and 'encrypted dataset' in r.stderr and 'dcr decrypt' in r.stderr, r.stderr
+
+
+def test_no_ensemble_member_outlives_a_killed_finetune(tmp_path):
+    "`dcr finetune --ensemble 2` trains its members in processes of their own; SIGKILL on the command takes them down too."
+    rows = [dict(sentence=s, label=i % 2) for i, s in enumerate(['a dull , lifeless film', 'a warm and funny story'] * 20)]
+    (tmp_path/'train.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    out = tmp_path/'run'
+    p = start('finetune', '--train', tmp_path/'train.jsonl', '--text-field', 'sentence', '--out', out, '--ensemble', '2',
+              '--max-steps', '5000', '--batch-size', '8', '--deepspeed', 'none', '--device', 'cpu', '--validation-split', '0.2', '--quiet')
+    deadline = time.time() + 180
+    while time.time() < deadline and not all((out/'members'/k/'progress.json').is_file() for k in '01'): time.sleep(0.2)
+    assert p.poll() is None, p.communicate()[1][-2000:]
+    assert all((out/'members'/k/'progress.json').is_file() for k in '01'), 'the members never started training'
+    members = [json.loads((out/'members'/k/'progress.json').read_text())['pid'] for k in '01']
+    assert sorted(members) == sorted(_children(p.pid))
+    p.send_signal(signal.SIGKILL); p.wait()
+    time.sleep(3)
+    assert [k for k in members if _alive(k)] == [], 'ensemble members outlived their parent'
