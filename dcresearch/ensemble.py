@@ -238,7 +238,7 @@ def run_ensemble(train, out, eval, # as for `finetune`
         f"the same rows), trained side by side; the model here is {'their uniform weight average' if kept == 'average' else kept}. "
         f"Validation accuracy: members {', '.join(fig(v) for v in member_val)}, average {fig(soup_val)}. On the evaluation rows: members "
         f"{', '.join(fig(m['accuracy']) for m in m0)}, this model {metrics['accuracy']:.4f}, the members' averaged predictions "
-        f"{fig(prediction_average)} (three models at inference; `dcr distill` can teach it to one).\n")
+        f"{fig(prediction_average)} ({members} models at inference; `dcr distill` can teach it to one).\n")
     (out/'model'/'README.md').write_text(card, encoding='utf-8')
     if not quiet:
         print(f"{out}: accuracy={metrics['accuracy']:.4g}, macro_f1={metrics['macro_f1']:.4g}, n_eval={metrics['n_eval']} "
