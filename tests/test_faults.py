@@ -5,7 +5,6 @@ of an uninterrupted run; never an "ok" ledger over missing rows."""
 import json, os, signal, subprocess, time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from conftest import DCR, ROOT
