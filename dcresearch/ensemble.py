@@ -223,7 +223,7 @@ def run_ensemble(train, out, eval, # as for `finetune`
     soup.save_pretrained(str(out/'model')); tok.save_pretrained(str(out/'model'))
     for name in ('splits.json', 'skipped.jsonl', 'lineage.json', 'ds_config.json', 'log_history.json'):
         if (runs[0]/name).is_file(): shutil.copy(runs[0]/name, out/name)
-    value = {**splits.eval.label_values}.get
+    value = splits.eval.label_values.get
     rows = [dict(id=r['id'], label=r['label'], prediction=value(p, p), confidence=round(float(c), 6), text=r['text'])
             for r, p, c in zip(scored, pred, probs.max(1))]
     write_atomic(out/'predictions.jsonl', ''.join(json.dumps(r, ensure_ascii=False, default=str) + '\n' for r in rows))
