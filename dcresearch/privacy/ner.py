@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core import file_sha256
+from ..core import file_sha256, shared_data_dir
 
 # %% auto #0
 __all__ = ['NER_TRAIN_FILES', 'NER_HELD_OUT_FILES', 'CLUENER_KEPT', 'DIALOGUE_TEMPLATES', 'read_conll', 'read_cluener',
@@ -56,8 +56,8 @@ NER_TRAIN_FILES = {'en': 'ner/conll2003_en_train.txt', 'zh': 'ner/cluener_train.
 NER_HELD_OUT_FILES = {'en': 'ner/conll2003_en_dev.txt', 'zh': 'zh_ner/cluener_dev.json'}
 
 def shared_file(relative: str) -> Path:
-    "A file of the shared data: `$DCR_SHARED_DATA/relative`, by default under ../shared/data."
-    return Path(os.environ.get('DCR_SHARED_DATA', '../shared/data'))/relative
+    "A file of the shared data: under `shared_data_dir()` (`$DCR_SHARED_DATA`, else ../shared/data beside the checkout)."
+    return (shared_data_dir() or Path(os.environ.get('DCR_SHARED_DATA', '../shared/data')))/relative
 CLUENER_KEPT = ('name', 'address', 'company', 'organization', 'government')  # the personal ones (not book, game, movie, ...)
 
 @dataclass
