@@ -1,6 +1,7 @@
 """PII detection quality, measured honestly: per entity type precision / recall / F1 on data the detector was and was not tuned on.
 
     .venv/bin/python benchmarks/pii_quality.py [--faker 2000]
+    .venv/bin/python benchmarks/pii_quality.py --ner-en FOLDER --tuning-only   # choose a candidate model on faker_dev alone
 
 - presidio_generated_small: the 100-record presidio-research file in ../shared/data/pii (the old rules were tuned on it);
 - faker_dev: generated sentences (`faker_cases`, ten Faker locales) from the templates used while tuning;
@@ -33,17 +34,19 @@ def main(argv=None):
     ap.add_argument('--faker', type=int, default=2000, help='generated sentences per template set')
     ap.add_argument('--ner-en', help='an English NER model folder to try instead of the package\'s (`dcr build-ner --out`); '
                                      'scored on the generated sets only, written to pii_quality-ner-en.json')
+    ap.add_argument('--tuning-only', action='store_true', help='score the tuning set (faker_dev) and nothing held out: choose '
+                                                               'between candidates with this, then score the chosen one on everything')
     args = ap.parse_args(argv)
     pd.set_option('display.width', 200)
     det = PiiDetector(ner_model={'en': args.ner_en, 'zh': 'auto'}) if args.ner_en else PiiDetector()
     print(f'detector: {det!r}')
     parts = []
     small = SHARED/'pii'/'presidio_generated_small.json'
-    if small.is_file(): parts.append(evaluate(load_presidio_cases(small), det, 'presidio_generated_small'))
-    for split in ('dev', 'heldout', 'heldout2'):
+    if small.is_file() and not args.tuning_only: parts.append(evaluate(load_presidio_cases(small), det, 'presidio_generated_small'))
+    for split in ('dev',) if args.tuning_only else ('dev', 'heldout', 'heldout2'):
         parts.append(evaluate(faker_cases(args.faker, split), det, f'faker_{split}', labels=TYPES))
     cluener = SHARED/'zh_ner'/'cluener_dev.json'
-    if cluener.is_file() and not args.ner_en:  # the detector (model + CnNameRecognizer) on CLUENER dev, CLUENER's types mapped to ours
+    if cluener.is_file() and not (args.ner_en or args.tuning_only):  # the detector (model + CnNameRecognizer) on CLUENER dev, CLUENER's types mapped to ours
         to_ours = {'name': 'PERSON', 'address': 'LOCATION', 'company': 'ORGANIZATION', 'organization': 'ORGANIZATION',
                    'government': 'ORGANIZATION'}
         cases = [dict(text=t, spans=[dict(entity_type=to_ours[l], start=s, end=e) for s, e, l in spans if l in to_ours])
@@ -52,6 +55,7 @@ def main(argv=None):
     quality = pd.concat(parts, ignore_index=True)[['dataset', 'entity_type', 'n_gold', 'n_pred', 'tp', 'precision', 'recall', 'f1']]
     print(quality.to_string(index=False))
     out = ROOT/'benchmarks'/'out'; out.mkdir(parents=True, exist_ok=True)
+    if args.tuning_only: return
     if args.ner_en:   # an experiment: the package's figures stay as they are
         (out/'pii_quality-ner-en.json').write_text(json.dumps(dict(model=args.ner_en, quality=quality.to_dict('records')), indent=1, default=str) + '\n')
         return
