@@ -54,8 +54,8 @@ def main(argv=None):
         parts.append(evaluate(cases, det, 'cluener_dev (detector)', labels=['PERSON', 'LOCATION', 'ORGANIZATION']))
     quality = pd.concat(parts, ignore_index=True)[['dataset', 'entity_type', 'n_gold', 'n_pred', 'tp', 'precision', 'recall', 'f1']]
     print(quality.to_string(index=False))
-    out = ROOT/'benchmarks'/'out'; out.mkdir(parents=True, exist_ok=True)
     if args.tuning_only: return
+    out = ROOT/'benchmarks'/'out'; out.mkdir(parents=True, exist_ok=True)
     if args.ner_en:   # an experiment: the package's figures stay as they are
         (out/'pii_quality-ner-en.json').write_text(json.dumps(dict(model=args.ner_en, quality=quality.to_dict('records')), indent=1, default=str) + '\n')
         return

@@ -177,6 +177,7 @@ def run_ensemble(train, out, eval, # as for `finetune`
     "Train `members` seeds side by side, average their weights, write OUT like one run; return its metrics."
     import transformers
     from dcresearch.finetune import classification_metrics, model_card, register_pooling_models
+    from dcresearch.io import write_json_lines
     t_start, out, log = t_start or time.time(), Path(out), get_logger('dcresearch.ensemble')
     options = cfg.options()
     parallel = 1 if device == 'cuda' else members   # on a CPU all at once, time-sharing the cores
@@ -226,7 +227,7 @@ def run_ensemble(train, out, eval, # as for `finetune`
     value = splits.eval.label_values.get
     rows = [dict(id=r['id'], label=r['label'], prediction=value(p, p), confidence=round(float(c), 6), text=r['text'])
             for r, p, c in zip(scored, pred, probs.max(1))]
-    write_atomic(out/'predictions.jsonl', ''.join(json.dumps(r, ensure_ascii=False, default=str) + '\n' for r in rows))
+    write_json_lines(rows, out/'predictions.jsonl')
     config = dict(rc0, out=str(out), seed=cfg.training.seed, split_seed=member_options(options, 0)['split_seed'], ensemble=members,
                   recipe=recipe, wall_seconds=round(time.time() - t_start, 2), finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     write_atomic(out/'run_config.json', json.dumps(config, indent=2, default=str))
