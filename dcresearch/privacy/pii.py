@@ -617,6 +617,8 @@ _PERSON_CUE = regex.compile(r"(?:\b(?:my name is|my name's|name is|names? ?:|nam
 # a company cue, then any capitalised words and connectors of the company's name up to the finding (`work for Velez, Freeman and `)
 _COMPANY_CUE = regex.compile(r"\b(?:(?i:work|works|worked|working) (?i:for|at)|(?i:employed by))\s+"
                              r"(?:\p{Lu}[\w.'&-]*(?:,\s*|\s+(?:and|y|e|et|und|en|&)\s+|\s+))*$")
+# a name and its e-mail address in brackets, as mail headers and contact lines write people (`Stacy Levine <carla18@example.com>`)
+_ADDRESS_AFTER = regex.compile(r'^\s*[(<][^()<>@\s]+@')
 _LOCATION_CUE = regex.compile(r'\b(?:based in|lives? in|lived in|living in|located in|born in|moved to|resident of|city of)\s+$', regex.I)
 # a street: after a house number, or named with a street type (`87 Jakobi`, `Argyll Road`, `Kapelaniestraat`)
 _HOUSE_NUMBER = regex.compile(r'(?:^|[\s,])\d{1,5}[A-Za-z]?\s+$')
@@ -629,15 +631,34 @@ _PARTICLES = r"(?:van|von|de|der|den|du|da|di|del|della|des|le|la|ter|ten|dos|da
 _NAME_RIGHT = regex.compile(rf"^(?:\s+{_PARTICLES})+\s+\p{{Lu}}[\w'-]+")
 _NAME_LEFT = regex.compile(rf"\p{{Lu}}[\w'-]+(?:\s+{_PARTICLES})*\s+$")
 _STARTS_WITH_PARTICLE, _ENDS_WITH_PARTICLE = regex.compile(rf'{_PARTICLES}\s'), regex.compile(rf'\s{_PARTICLES}\s+$')
-_COMPANY_SUFFIX = regex.compile(r'^,?\s+(?:Inc|Ltd|LLC|LLP|PLC|plc|GmbH|AG|KG|e\.G|SE|SA|S\.A|SAS|S\.A\.S|SARL|S\.A\.R\.L|SpA|S\.p\.A|'
-                                r'S\.r\.l|Srl|BV|B\.V|NV|N\.V|Oy|AB|Pty|Corp|Corporation|Company|Co|Group|Holding|Holdings|& Co|and Sons|& Sons)\b')
+_SP = r'[^\S\n]'  # a space that is not a line break: a firm's name does not run over one
+# legal forms and their like that end a company's name (`Stone LLC`, `Krebs GmbH & Co. KG`, `Salvo-Ludovisi e figli`)
+_LEGAL_FORM = (rf"(?:Inc|Ltd|LLC|LLP|PLC|plc|GmbH(?:{_SP}*&{_SP}*Co\.?{_SP}*(?:KGaA|KG|OHG))?|KGaA|AG|KG|OHG|GbR|e\.{_SP}?V|e\.G|SE|SA|"
+               r"S\.A|SAS|S\.A\.S|SARL|S\.A\.R\.L|S\.L|S\.L\.L|S\.L\.U|S\.L\.N\.E|S\.Coop|S\.Com|S\.C\.P|S\.A\.T|SpA|SPA|S\.p\.A|S\.r\.l|"
+               r"s\.r\.l|Srl|BV|B\.V|NV|N\.V|Oy|AB|Pty|Corp|Corporation|Company|Co|Group|Groep|Gruppe|Holding|Holdings|"
+               rf"(?:&|and|et|und){_SP}+(?:Co|Sons|Partners|Associates|Fils|Söhne)|e{_SP}+figli|y{_SP}+asociados)\.?(?![\p{{L}}\d]|\.[\p{{L}}\d])")
+_COMPANY_SUFFIX = regex.compile(rf'^,?{_SP}+{_LEGAL_FORM}')
+# words that open a company's name: foundation, royal, brothers, group
+_FIRM_PREFIX = r'(?:Stichting|Koninklijke|Hermanos|Hnos\.?|Grupo|Groupe|Gruppo)'
+_AND = r'(?:and|&|y|e|et|und|en)'
+_FIRM_WORD = rf"(?:{_PARTICLES}{_SP}+)*\p{{Lu}}[\p{{L}}\p{{M}}'’]*(?:-\p{{Lu}}[\p{{L}}\p{{M}}'’]*)*"
+# a firm's name: capitalised words ending in a legal form or opened by a firm word; three or more single names in a list
+# (`Griffin, Griffith and Perez`), two joined by `&`, or two family names joined by a hyphen with no given name before them
+_FIRM = regex.compile(rf"{_FIRM_WORD}(?:(?:,{_SP}*|{_SP}+{_AND}{_SP}+|{_SP}+){_FIRM_WORD})*(?:,?{_SP}+{_LEGAL_FORM})+|"
+                      rf"{_FIRM_PREFIX}(?:{_SP}+{_FIRM_WORD})+(?![\w'-])|"
+                      rf"(?P<list>{_FIRM_WORD}(?:,{_SP}*{_FIRM_WORD})+,?{_SP}+{_AND}{_SP}+{_FIRM_WORD}|"
+                      rf"{_FIRM_WORD}{_SP}+&{_SP}+{_FIRM_WORD})(?![\w'-])|"
+                      rf"(?<!\p{{Lu}}[\p{{L}}'.]*{_SP}+)(?P<pair>\p{{Lu}}[\p{{Ll}}'’]+-\p{{Lu}}[\p{{L}}'’]+)(?![\w'-])")
+# the first halves of common hyphenated given names (`Jean-Pierre`, `Anna-Lena`): such a pair alone is a person
+_GIVEN_NAME_HEADS = {'Ann', 'Anna', 'Anne', 'Hans', 'Jan', 'Jean', 'Jo', 'José', 'Juan', 'Karl', 'Klaus', 'Lou', 'Marie', 'Maria', 'Mary',
+                     'Paul', 'Pierre', 'Rose'}
 
 def _cued_type(text: str, start: int, end: int, entity_type: str) -> str:
     "The entity type of a model's finding in English after the words around it: a person cue before makes it PERSON, a company cue before or a legal form after makes it ORGANIZATION, a house number before or a street type makes it LOCATION."
     before, after, found = text[max(0, start - 40):start], text[end:end + 20], text[start:end]
     if _COMPANY_CUE.search(before) or _COMPANY_SUFFIX.match(after): return 'ORGANIZATION'
     if _HOUSE_NUMBER.search(before) or _STREET.search(found) or _STREET_AFTER.match(after): return 'LOCATION'
-    if _PERSON_CUE.search(before): return 'PERSON'
+    if _PERSON_CUE.search(before) or _ADDRESS_AFTER.match(after): return 'PERSON'
     if entity_type == 'PERSON' and _LOCATION_CUE.search(before): return 'LOCATION'
     return entity_type
 
@@ -667,6 +688,19 @@ class ModelNerRecognizer(EntityRecognizer):
         return (regex.fullmatch(r'\w+', word) is not None and tag is not None and not tag.startswith('NNP')
                 and _SENTENCE_START.search(text[max(0, start - 3):start]) is not None)
 
+    def _firms(self, text: str, found: list) -> list:
+        "Findings inside a firm's name (`_FIRM`) made one ORGANIZATION: the model reads `Griffin, Griffith and Perez` as three people. A name with a legal form is one even where the model found nothing; a list needs a finding, and a list the model read as places alone stays."
+        for m in _FIRM.finditer(text):
+            start, end = m.span()
+            while (w := regex.match(r"([\p{L}']+)\s+", text[start:end])) and w[1].lower() in self._stop:
+                start += w.end()  # `Is Rivera Inc`: the sentence's first word is not the firm's
+            inside = [r for r in found if r.start < end and r.end > start]
+            if (m['list'] or m['pair']) and (not inside or all(r.entity_type == 'LOCATION' for r in inside)): continue
+            if m['pair'] and (m['pair'].split('-')[0] in _GIVEN_NAME_HEADS or _PERSON_CUE.search(text[max(0, start - 40):start])): continue
+            firm = RecognizerResult('ORGANIZATION', start, end, max([r.score for r in inside], default=0.85))
+            found = sorted([r for r in found if not (r.start < end and r.end > start)] + [firm], key=lambda r: r.start)
+        return found
+
     def analyze(self, text, entities, nlp_artifacts=None):
         out = []
         for r in self.inner.analyze(text, entities, nlp_artifacts) or []:
@@ -675,9 +709,11 @@ class ModelNerRecognizer(EntityRecognizer):
             if self.english:
                 r.entity_type = _cued_type(text, r.start, r.end, r.entity_type)
                 if r.entity_type == 'PERSON': r.start, r.end = _whole_name(text, r.start, r.end)
-            r.recognition_metadata[RecognizerResult.RECOGNIZER_IDENTIFIER_KEY] = self.id  # the engine groups results by id
-            r.recognition_metadata[RecognizerResult.RECOGNIZER_NAME_KEY] = self.name
             out.append(r)
+        if self.english: out = self._firms(text, out)
+        for r in out:  # the engine groups results by recognizer id
+            r.recognition_metadata = {**(r.recognition_metadata or {}), RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                                      RecognizerResult.RECOGNIZER_NAME_KEY: self.name}
         if self.english:  # `PERSON from X`: X is where the person is from
             for a, b in zip(out, out[1:]):
                 if a.entity_type == b.entity_type == 'PERSON' and regex.fullmatch(r'\s+from\s+', text[a.end:b.start]): b.entity_type = 'LOCATION'
@@ -1235,7 +1271,10 @@ FAKER_TEMPLATES = {
             'Card number {CREDIT_CARD} was declined twice yesterday.',
             'Tel: {PHONE_NUMBER}',
             '{PERSON} ({EMAIL_ADDRESS}) asked for a callback.',
-            'Order 55123907 shipped on 2024-03-05 for $1,234.56; app version 2.4.1.7.'],
+            'Order 55123907 shipped on 2024-03-05 for $1,234.56; app version 2.4.1.7.',
+            # added on 2026-12-07 for the firm names (`_FIRM`): companies without a cue, as Faker writes them in ten locales
+            'The refund was approved by {ORGANIZATION} yesterday.',
+            'We have a contract with {ORGANIZATION} until March.'],
     'heldout': ['I have lost my card {CREDIT_CARD}, please block it.',
                 'Hi, this is {PERSON}. Phone: {PHONE_NUMBER}',
                 'Our driver {PERSON} will meet you in {LOCATION} tomorrow.',
@@ -1266,7 +1305,11 @@ def _fake(fakers: dict, locale: str, kind: str, rng: random.Random) -> str:
     from faker import Faker
     if kind == 'IBAN_CODE': locale = locale if locale in _IBAN_LOCALES else rng.choice(_IBAN_LOCALES)
     if kind == 'US_SSN': locale = 'en_US'
-    f = fakers.get(locale) or fakers.setdefault(locale, Faker(locale))
+    if locale not in fakers:
+        fakers[locale] = Faker(locale)
+        for p in fakers[locale].providers:  # it_IT builds its city list from a set: its order, so the draw, changed with the hash seed
+            if isinstance(getattr(p, 'cities', None), list): p.cities = sorted(p.cities)
+    f = fakers[locale]
     f.seed_instance(rng.randrange(2**32))
     if kind == 'CREDIT_CARD': return f.credit_card_number()
     if kind == 'PHONE_NUMBER': return f.phone_number()
