@@ -641,14 +641,15 @@ _COMPANY_SUFFIX = regex.compile(rf'^,?{_SP}+{_LEGAL_FORM}')
 # words that open a company's name: foundation, royal, brothers, group
 _FIRM_PREFIX = r'(?:Stichting|Koninklijke|Hermanos|Hnos\.?|Grupo|Groupe|Gruppo)'
 _AND = r'(?:and|&|y|e|et|und|en)'
-_FIRM_WORD = rf"(?:{_PARTICLES}{_SP}+)*\p{{Lu}}[\p{{L}}\p{{M}}'’]*(?:-\p{{Lu}}[\p{{L}}\p{{M}}'’]*)*"
+_FIRM_WORD = rf"(?:{_PARTICLES}{_SP}+){{0,3}}\p{{Lu}}[\p{{L}}\p{{M}}'’]*(?:-\p{{Lu}}[\p{{L}}\p{{M}}'’]*)*"
 # a firm's name: capitalised words ending in a legal form or opened by a firm word; three or more single names in a list
-# (`Griffin, Griffith and Perez`), two joined by `&`, or two family names joined by a hyphen with no given name before them
-_FIRM = regex.compile(rf"{_FIRM_WORD}(?:(?:,{_SP}*|{_SP}+{_AND}{_SP}+|{_SP}+){_FIRM_WORD})*(?:,?{_SP}+{_LEGAL_FORM})+|"
-                      rf"{_FIRM_PREFIX}(?:{_SP}+{_FIRM_WORD})+(?![\w'-])|"
-                      rf"(?P<list>{_FIRM_WORD}(?:,{_SP}*{_FIRM_WORD})+,?{_SP}+{_AND}{_SP}+{_FIRM_WORD}|"
+# (`Griffin, Griffith and Perez`), two joined by `&`, or two family names joined by a hyphen with no given name before them;
+# bounded (six words, a match starts at a word), so a long run of capitalised words costs linear time
+_FIRM = regex.compile(rf"(?<![\w'’-])(?:{_FIRM_WORD}(?:(?:,{_SP}*|{_SP}+{_AND}{_SP}+|{_SP}+){_FIRM_WORD}){{0,5}}(?:,?{_SP}+{_LEGAL_FORM}){{1,3}}|"
+                      rf"{_FIRM_PREFIX}(?:{_SP}+{_FIRM_WORD}){{1,5}}(?![\w'-])|"
+                      rf"(?P<list>{_FIRM_WORD}(?:,{_SP}*{_FIRM_WORD}){{1,5}},?{_SP}+{_AND}{_SP}+{_FIRM_WORD}|"
                       rf"{_FIRM_WORD}{_SP}+&{_SP}+{_FIRM_WORD})(?![\w'-])|"
-                      rf"(?<!\p{{Lu}}[\p{{L}}'.]*{_SP}+)(?P<pair>\p{{Lu}}[\p{{Ll}}'’]+-\p{{Lu}}[\p{{L}}'’]+)(?![\w'-])")
+                      rf"(?<!\p{{Lu}}[\p{{L}}'.]{{0,30}}{_SP}+)(?P<pair>\p{{Lu}}[\p{{Ll}}'’]+-\p{{Lu}}[\p{{L}}'’]+)(?![\w'-]))")
 # the first halves of common hyphenated given names (`Jean-Pierre`, `Anna-Lena`): such a pair alone is a person
 _GIVEN_NAME_HEADS = {'Ann', 'Anna', 'Anne', 'Hans', 'Jan', 'Jean', 'Jo', 'José', 'Juan', 'Karl', 'Klaus', 'Lou', 'Marie', 'Maria', 'Mary',
                      'Paul', 'Pierre', 'Rose'}
