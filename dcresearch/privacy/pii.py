@@ -651,6 +651,7 @@ _FIRM = regex.compile(rf"(?<![\w'’-])(?:{_FIRM_WORD}(?:(?:,{_SP}*|{_SP}+{_AND}
                       rf"{_FIRM_WORD}{_SP}+&{_SP}+{_FIRM_WORD})(?![\w'-])|"
                       rf"(?<!\p{{Lu}}[\p{{L}}'.]{{0,30}}{_SP}+)(?P<pair>\p{{Lu}}[\p{{Ll}}'’]+-\p{{Lu}}[\p{{L}}'’]+)(?![\w'-]))")
 # the first halves of common hyphenated given names (`Jean-Pierre`, `Anna-Lena`): such a pair alone is a person
+_ONLY_LEGAL_FORM = regex.compile(rf'{_LEGAL_FORM}(?:,?{_SP}+{_LEGAL_FORM})*')
 _GIVEN_NAME_HEADS = {'Ann', 'Anna', 'Anne', 'Hans', 'Jan', 'Jean', 'Jo', 'José', 'Juan', 'Karl', 'Klaus', 'Lou', 'Marie', 'Maria', 'Mary',
                      'Paul', 'Pierre', 'Rose'}
 
@@ -690,13 +691,16 @@ class ModelNerRecognizer(EntityRecognizer):
                 and _SENTENCE_START.search(text[max(0, start - 3):start]) is not None)
 
     def _firms(self, text: str, found: list) -> list:
-        "Findings inside a firm's name (`_FIRM`) made one ORGANIZATION: the model reads `Griffin, Griffith and Perez` as three people. A name with a legal form is one even where the model found nothing; a list needs a finding, and a list the model read as places alone stays."
+        "Findings inside a firm's name (`_FIRM`) made one ORGANIZATION: the model reads `Griffin, Griffith and Perez` as three people. A name with a legal form is one even where the model found nothing; a list or a pair needs a finding; what the model read as places alone stays."
         for m in _FIRM.finditer(text):
             start, end = m.span()
             while (w := regex.match(r"([\p{L}']+)\s+", text[start:end])) and w[1].lower() in self._stop:
                 start += w.end()  # `Is Rivera Inc`: the sentence's first word is not the firm's
+            if _ONLY_LEGAL_FORM.fullmatch(text[start:end]): continue  # `Our Company`: no name left
             inside = [r for r in found if r.start < end and r.end > start]
-            if (m['list'] or m['pair']) and (not inside or all(r.entity_type == 'LOCATION' for r in inside)): continue
+            # places stay places: `Paris, Lyon and Nice`, `Calgary AB`, `Las Vegas NV` (AB, NV, SA, SE are also regions)
+            if inside and all(r.entity_type == 'LOCATION' for r in inside): continue
+            if (m['list'] or m['pair']) and not inside: continue
             if m['pair'] and (m['pair'].split('-')[0] in _GIVEN_NAME_HEADS or _PERSON_CUE.search(text[max(0, start - 40):start])): continue
             firm = RecognizerResult('ORGANIZATION', start, end, max([r.score for r in inside], default=0.85))
             found = sorted([r for r in found if not (r.start < end and r.end > start)] + [firm], key=lambda r: r.start)
