@@ -650,10 +650,20 @@ _FIRM = regex.compile(rf"(?<![\w'’-])(?:{_FIRM_WORD}(?:(?:,{_SP}*|{_SP}+{_AND}
                       rf"(?P<list>{_FIRM_WORD}(?:,{_SP}*{_FIRM_WORD}){{1,5}},?{_SP}+{_AND}{_SP}+{_FIRM_WORD}|"
                       rf"{_FIRM_WORD}{_SP}+&{_SP}+{_FIRM_WORD})(?![\w'-])|"
                       rf"(?<!\p{{Lu}}[\p{{L}}'.]{{0,30}}{_SP}+)(?P<pair>\p{{Lu}}[\p{{Ll}}'’]+-\p{{Lu}}[\p{{L}}'’]+)(?![\w'-]))")
-# the first halves of common hyphenated given names (`Jean-Pierre`, `Anna-Lena`): such a pair alone is a person
+# a legal form with no name before it (`Our Company`: `Our` is trimmed as a stop word)
 _ONLY_LEGAL_FORM = regex.compile(rf'{_LEGAL_FORM}(?:,?{_SP}+{_LEGAL_FORM})*')
+# the first halves of common hyphenated given names (`Jean-Pierre`, `Anna-Lena`): such a pair alone is a person
 _GIVEN_NAME_HEADS = {'Ann', 'Anna', 'Anne', 'Hans', 'Jan', 'Jean', 'Jo', 'José', 'Juan', 'Karl', 'Klaus', 'Lou', 'Marie', 'Maria', 'Mary',
                      'Paul', 'Pierre', 'Rose'}
+
+def _join_names(text: str, found: list) -> list:
+    "Two person findings one space apart made one (`Flora` `Vilanova` -> `Flora Vilanova`): one name, one pseudonym."
+    out = []
+    for r in found:
+        if out and r.entity_type == out[-1].entity_type == 'PERSON' and text[out[-1].end:r.start] == ' ':
+            out[-1].end, out[-1].score = r.end, max(out[-1].score, r.score)
+        else: out.append(r)
+    return out
 
 def _cued_type(text: str, start: int, end: int, entity_type: str) -> str:
     "The entity type of a model's finding in English after the words around it: a person cue before makes it PERSON, a company cue before or a legal form after makes it ORGANIZATION, a house number before or a street type makes it LOCATION."
@@ -719,6 +729,7 @@ class ModelNerRecognizer(EntityRecognizer):
         for r in out:  # the engine groups results by recognizer id
             r.recognition_metadata = {**(r.recognition_metadata or {}), RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                                       RecognizerResult.RECOGNIZER_NAME_KEY: self.name}
+        if self.english: out = _join_names(text, out)
         if self.english:  # `PERSON from X`: X is where the person is from
             for a, b in zip(out, out[1:]):
                 if a.entity_type == b.entity_type == 'PERSON' and regex.fullmatch(r'\s+from\s+', text[a.end:b.start]): b.entity_type = 'LOCATION'
