@@ -642,14 +642,17 @@ _COMPANY_SUFFIX = regex.compile(rf'^,?{_SP}+{_LEGAL_FORM}')
 _FIRM_PREFIX = r'(?:Stichting|Koninklijke|Hermanos|Hnos\.?|Grupo|Groupe|Gruppo)'
 _AND = r'(?:and|&|y|e|et|und|en)'
 _FIRM_WORD = rf"(?:{_PARTICLES}{_SP}+){{0,3}}\p{{Lu}}[\p{{L}}\p{{M}}'’]*(?:-\p{{Lu}}[\p{{L}}\p{{M}}'’]*)*"
-# a firm's name: capitalised words ending in a legal form or opened by a firm word; three or more single names in a list
-# (`Griffin, Griffith and Perez`), two joined by `&`, or two family names joined by a hyphen with no given name before them;
+# a firm's name: capitalised words ending in a legal form (no commas: `Speech Transcription, Focus Group` is a list of
+# services; `Aberdeen Group and Evans Co.` are two) or opened by a firm word; three or more single names in a list (`Griffin, Griffith and Perez`), two joined by `&`
+# (either with a legal form after them), or two family names joined by a hyphen with no given name before them;
 # bounded (six words, a match starts at a word), so a long run of capitalised words costs linear time
-_FIRM = regex.compile(rf"(?<![\w'’-])(?:{_FIRM_WORD}(?:(?:,{_SP}*|{_SP}+{_AND}{_SP}+|{_SP}+){_FIRM_WORD}){{0,5}}(?:,?{_SP}+{_LEGAL_FORM}){{1,3}}|"
+_FIRM = regex.compile(rf"(?<![\w'’-])(?:{_FIRM_WORD}(?:(?:{_SP}+{_AND}{_SP}+|{_SP}+)(?!{_LEGAL_FORM}){_FIRM_WORD}){{0,5}}(?:,?{_SP}+{_LEGAL_FORM}){{1,3}}|"
                       rf"{_FIRM_PREFIX}(?:{_SP}+{_FIRM_WORD}){{1,5}}(?![\w'-])|"
                       rf"(?P<list>{_FIRM_WORD}(?:,{_SP}*{_FIRM_WORD}){{1,5}},?{_SP}+{_AND}{_SP}+{_FIRM_WORD}|"
-                      rf"{_FIRM_WORD}{_SP}+&{_SP}+{_FIRM_WORD})(?![\w'-])|"
+                      rf"{_FIRM_WORD}{_SP}+&{_SP}+{_FIRM_WORD})(?:,?{_SP}+{_LEGAL_FORM}){{0,3}}(?![\w'-])|"
                       rf"(?<!\p{{Lu}}[\p{{L}}'.]{{0,30}}{_SP}+)(?P<pair>\p{{Lu}}[\p{{Ll}}'’]+-\p{{Lu}}[\p{{L}}'’]+)(?![\w'-]))")
+# legal forms that are also common words: with common words before them and no finding, no firm (`Focus Group`)
+_GENERIC_FORM = regex.compile(r'(?:Group|Groep|Gruppe|Company|Co|Corporation|Holding|Holdings)\.?$')
 # a legal form with no name before it (`Our Company`: `Our` is trimmed as a stop word)
 _ONLY_LEGAL_FORM = regex.compile(rf'{_LEGAL_FORM}(?:,?{_SP}+{_LEGAL_FORM})*')
 # the first halves of common hyphenated given names (`Jean-Pierre`, `Anna-Lena`): such a pair alone is a person
@@ -711,6 +714,8 @@ class ModelNerRecognizer(EntityRecognizer):
             # places stay places: `Paris, Lyon and Nice`, `Calgary AB`, `Las Vegas NV` (AB, NV, SA, SE are also regions)
             if inside and all(r.entity_type == 'LOCATION' for r in inside): continue
             if (m['list'] or m['pair']) and not inside: continue
+            if not inside and _GENERIC_FORM.search(text[start:end]) and all(  # `Focus Group`, `Civil Company`: common words
+                    not self._lexicon.get(w.lower(), 'NNP').startswith('NNP') for w in regex.findall(r"[\p{L}'’]+", text[start:end])[:-1]): continue
             if m['pair'] and (m['pair'].split('-')[0] in _GIVEN_NAME_HEADS or _PERSON_CUE.search(text[max(0, start - 40):start])): continue
             firm = RecognizerResult('ORGANIZATION', start, end, max([r.score for r in inside], default=0.85))
             found = sorted([r for r in found if not (r.start < end and r.end > start)] + [firm], key=lambda r: r.start)
