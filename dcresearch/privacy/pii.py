@@ -697,10 +697,14 @@ class ModelNerRecognizer(EntityRecognizer):
 
     def load(self): pass
 
+    def _common_word(self, word: str) -> bool:
+        "A word Brill's lexicon knows as anything but a proper noun."
+        tag = self._lexicon.get(word.lower())
+        return tag is not None and not tag.startswith('NNP')
+
     def _common_opening_word(self, text: str, start: int, end: int) -> bool:
         word = text[start:end]
-        tag = self._lexicon.get(word.lower())
-        return (regex.fullmatch(r'\w+', word) is not None and tag is not None and not tag.startswith('NNP')
+        return (regex.fullmatch(r'\w+', word) is not None and self._common_word(word)
                 and _SENTENCE_START.search(text[max(0, start - 3):start]) is not None)
 
     def _firms(self, text: str, found: list) -> list:
@@ -715,7 +719,7 @@ class ModelNerRecognizer(EntityRecognizer):
             if inside and all(r.entity_type == 'LOCATION' for r in inside): continue
             if (m['list'] or m['pair']) and not inside: continue
             if not inside and _GENERIC_FORM.search(text[start:end]) and all(  # `Focus Group`, `Civil Company`: common words
-                    not self._lexicon.get(w.lower(), 'NNP').startswith('NNP') for w in regex.findall(r"[\p{L}'’]+", text[start:end])[:-1]): continue
+                    self._common_word(w) for w in regex.findall(r"[\p{L}'’]+", text[start:end])[:-1]): continue
             if m['pair'] and (m['pair'].split('-')[0] in _GIVEN_NAME_HEADS or _PERSON_CUE.search(text[max(0, start - 40):start])): continue
             firm = RecognizerResult('ORGANIZATION', start, end, max([r.score for r in inside], default=0.85))
             found = sorted([r for r in found if not (r.start < end and r.end > start)] + [firm], key=lambda r: r.start)
@@ -730,11 +734,10 @@ class ModelNerRecognizer(EntityRecognizer):
                 r.entity_type = _cued_type(text, r.start, r.end, r.entity_type)
                 if r.entity_type == 'PERSON': r.start, r.end = _whole_name(text, r.start, r.end)
             out.append(r)
-        if self.english: out = self._firms(text, out)
+        if self.english: out = _join_names(text, self._firms(text, out))
         for r in out:  # the engine groups results by recognizer id
             r.recognition_metadata = {**(r.recognition_metadata or {}), RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                                       RecognizerResult.RECOGNIZER_NAME_KEY: self.name}
-        if self.english: out = _join_names(text, out)
         if self.english:  # `PERSON from X`: X is where the person is from
             for a, b in zip(out, out[1:]):
                 if a.entity_type == b.entity_type == 'PERSON' and regex.fullmatch(r'\s+from\s+', text[a.end:b.start]): b.entity_type = 'LOCATION'
