@@ -613,7 +613,7 @@ _SENTENCE_START = regex.compile(r'(?:^|[.!?:;\n"(\[]\s*)$')
 # Words that make the next name a person's or a company's, whatever type a news-trained model gave it: Reuters has few
 # "my name is X" or "account holder X", and its models call such names ORG or LOC.
 _PERSON_CUE = regex.compile(r"(?:\b(?:my name is|my name's|name is|names? ?:|name|i am|i'm|this is|call me|named|called|account holder|"
-                            r"card ?holder|holder|dear|hi|hello|mr|mrs|ms|miss|dr|prof|regards|sincerely|signed)\.?,?:?\s+)$", regex.I)
+                            r"card ?holder|holder|dear|hi|hello|mr|mrs|ms|(?-i:Miss)|dr|prof|regards|sincerely|signed)\.?,?:?\s+)$", regex.I)
 # a company cue, then any capitalised words and connectors of the company's name up to the finding (`work for Velez, Freeman and `)
 _COMPANY_CUE = regex.compile(r"\b(?:(?i:work|works|worked|working) (?i:for|at)|(?i:employed by))\s+"
                              r"(?:\p{Lu}[\w.'&-]*(?:,\s*|\s+(?:and|y|e|et|und|en|&)\s+|\s+))*$")
@@ -626,12 +626,18 @@ _HOUSE_NUMBER = regex.compile(r'(?:^|[\s,])\d{1,5}[A-Za-z]?\s+$')
 _STREET_TYPE = r'(?:Road|Rd|Street|Drive|Avenue|Ave|Boulevard|Blvd|Terrace|Crescent|Parkway|Highway|Hwy)\.?'
 _STREET = regex.compile(rf'(?:\s{_STREET_TYPE}|\w(?:straat|strasse|straße|weg|gasse|platz|vej|gatan|gade))$', regex.I)
 _STREET_AFTER = regex.compile(rf'^\s+{_STREET_TYPE}\b')
+# `Dr` closing a street's name after a house number is Drive, not a title (`12 Oak Dr. Boston`)
+_DRIVE = regex.compile(r"\d[A-Za-z]?(?:\s+\p{Lu}[\p{L}'.]*)*\s+Dr\.?,?\s+$")
 # particles inside European family names (`Julius le Guellec`, `Ninthe van der Leek`) that a model trained on news often cuts at
 _PARTICLES = r"(?:van|von|de|der|den|du|da|di|del|della|des|le|la|ter|ten|dos|das|zu|af|bin|ibn|al)"
 _NAME_RIGHT = regex.compile(rf"^(?:\s+{_PARTICLES})+\s+\p{{Lu}}[\w'-]+")
 _NAME_LEFT = regex.compile(rf"\p{{Lu}}[\w'-]+(?:\s+{_PARTICLES})*\s+$")
 _STARTS_WITH_PARTICLE, _ENDS_WITH_PARTICLE = regex.compile(rf'{_PARTICLES}\s'), regex.compile(rf'\s{_PARTICLES}\s+$')
 _SP = r'[^\S\n]'  # a space that is not a line break: a firm's name does not run over one
+# a title before capitalised words makes them a person's name even where the model found nothing (`Dr. Nielsen`, `ms. Wijtze`);
+# not lower-case `miss` (`I miss Paris`), not after a house number and a street's name (`12 Oak Dr. Boston`: Drive)
+_TITLED_NAME = regex.compile(rf"(?<!\d[A-Za-z]?(?:{_SP}+\p{{Lu}}[\p{{L}}'.]*)+{_SP}+)\b(?:Mr|Mrs|Ms|Miss|Dr|Prof|mr|mrs|ms|dr)\.?{_SP}+"
+                             rf"(\p{{Lu}}[\p{{L}}\p{{M}}'’]*(?:-\p{{Lu}}[\p{{L}}\p{{M}}'’]*)?(?:{_SP}+\p{{Lu}}[\p{{L}}\p{{M}}'’]*(?:-\p{{Lu}}[\p{{L}}\p{{M}}'’]*)?){{0,2}})(?![\w'-])")
 # legal forms and their like that end a company's name (`Stone LLC`, `Krebs GmbH & Co. KG`, `Salvo-Ludovisi e figli`)
 _LEGAL_FORM = (rf"(?:Inc|Ltd|LLC|LLP|PLC|plc|GmbH(?:{_SP}*&{_SP}*Co\.?{_SP}*(?:KGaA|KG|OHG))?|KGaA|AG|KG|OHG|GbR|e\.{_SP}?V|e\.G|SE|SA|"
                r"S\.A|SAS|S\.A\.S|SARL|S\.A\.R\.L|S\.L|S\.L\.L|S\.L\.U|S\.L\.N\.E|S\.Coop|S\.Com|S\.C\.P|S\.A\.T|SpA|SPA|S\.p\.A|S\.r\.l|"
@@ -668,12 +674,20 @@ def _join_names(text: str, found: list) -> list:
         else: out.append(r)
     return out
 
+def _titled_names(text: str, found: list) -> list:
+    "Each titled name (`_TITLED_NAME`) made one PERSON, over whatever the model found in it (`Hello Mr. Smith` ORGANIZATION -> `Smith`) or where it found nothing (`Dr. Nielsen`)."
+    for m in _TITLED_NAME.finditer(text):
+        inside = [r for r in found if r.start < m.end(1) and r.end > m.start(1)]
+        name = RecognizerResult('PERSON', m.start(1), max([m.end(1)] + [r.end for r in inside]), max([r.score for r in inside], default=0.85))
+        found = sorted([r for r in found if r not in inside] + [name], key=lambda r: r.start)
+    return found
+
 def _cued_type(text: str, start: int, end: int, entity_type: str) -> str:
     "The entity type of a model's finding in English after the words around it: a person cue before makes it PERSON, a company cue before or a legal form after makes it ORGANIZATION, a house number before or a street type makes it LOCATION."
     before, after, found = text[max(0, start - 40):start], text[end:end + 20], text[start:end]
     if _COMPANY_CUE.search(before) or _COMPANY_SUFFIX.match(after): return 'ORGANIZATION'
     if _HOUSE_NUMBER.search(before) or _STREET.search(found) or _STREET_AFTER.match(after): return 'LOCATION'
-    if _PERSON_CUE.search(before) or _ADDRESS_AFTER.match(after): return 'PERSON'
+    if (_PERSON_CUE.search(before) and not _DRIVE.search(before)) or _ADDRESS_AFTER.match(after): return 'PERSON'
     if entity_type == 'PERSON' and _LOCATION_CUE.search(before): return 'LOCATION'
     return entity_type
 
@@ -734,7 +748,7 @@ class ModelNerRecognizer(EntityRecognizer):
                 r.entity_type = _cued_type(text, r.start, r.end, r.entity_type)
                 if r.entity_type == 'PERSON': r.start, r.end = _whole_name(text, r.start, r.end)
             out.append(r)
-        if self.english: out = _join_names(text, self._firms(text, out))
+        if self.english: out = _join_names(text, _titled_names(text, self._firms(text, out)))
         for r in out:  # the engine groups results by recognizer id
             r.recognition_metadata = {**(r.recognition_metadata or {}), RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                                       RecognizerResult.RECOGNIZER_NAME_KEY: self.name}
