@@ -18,8 +18,8 @@ __all__ = ['ALPACA_TEMPLATE', 'IGNORE_INDEX', 'SPLIT_NAMES', 'DATA_TASKS', 'MODE
            'load_tokenizer', 'build_label2id', 'classification_dataset', 'tokenize_batches', 'sft_dataset',
            'pack_documents', 'PackedCollator', 'token_stats', 'train_bpe_tokenizer', 'stratified_split',
            'LeakageReport', 'leakage_check', 'save_dataset', 'read_task_rows', 'split_rows', 'tokenize_splits',
-           'preprocess', 'stop_words', 'words', 'remove_stop_words', 'brill_dir', 'english_lexicon', 'pos_tag_en',
-           'pos_tag', 'normalize_numeric']
+           'preprocess', 'stop_words', 'words', 'remove_stop_words', 'brill_dir', 'english_lexicon',
+           'common_english_word', 'pos_tag_en', 'pos_tag', 'normalize_numeric']
 
 # %% ../nbs/21_preprocess.ipynb #8a540823
 _SPECIAL_SPELLINGS = dict(  # role -> spellings, most common first
@@ -567,6 +567,13 @@ def _brill() -> tuple[dict, list]:
 def english_lexicon() -> dict[str, str]:
     "Brill's English lexicon: word (as written) -> its most frequent Penn Treebank tag (the PII detector asks it which capitalised words are common words)."
     return _brill()[0]
+
+def common_english_word(word: str,  # a word, any case
+                        lexicon: dict[str, str],  # `english_lexicon()` (or {}: no word is common)
+                       ) -> bool:
+    "Whether `lexicon` knows `word`, lower-cased, as anything but a proper noun (`Card`, `Frank` yes; `Paris`, `Janet` no)."
+    tag = lexicon.get(word.lower())
+    return tag is not None and not tag.startswith('NNP')
 
 def _guess_tag(word: str, first: bool) -> str:
     "A tag for a word the lexicon lacks, from its shape."

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core import file_sha256, shared_data_dir
+from ..core import file_sha256, minilm_path, shared_data_dir
+from ..preprocess import common_english_word, english_lexicon
 
 # %% auto #0
 __all__ = ['NER_TRAIN_FILES', 'NER_HELD_OUT_FILES', 'CLUENER_KEPT', 'DIALOGUE_TEMPLATES', 'read_conll', 'read_cluener',
@@ -287,10 +288,8 @@ def minilm_word_vectors(out: str|Path,  # folder to write: a blank English spaCy
     from spacy.attrs import NORM
     from spacy.vectors import Vectors
     from transformers import AutoModel, AutoTokenizer
-    from dcresearch.core import minilm_path
-    from dcresearch.preprocess import english_lexicon
     ids, lexicon = AutoTokenizer.from_pretrained(minilm_path()).get_vocab(), english_lexicon()
-    words = sorted(w for w in ids if regex.fullmatch(r"\p{L}[\p{L}']*", w) and not (lexicon.get(w) or 'NNP').startswith('NNP'))
+    words = sorted(w for w in ids if regex.fullmatch(r"\p{L}[\p{L}']*", w) and common_english_word(w, lexicon))
     E = AutoModel.from_pretrained(minilm_path()).embeddings.word_embeddings.weight.detach().numpy()[[ids[w] for w in words]]
     E = E - E.mean(0)
     E = (E @ np.linalg.svd(E, full_matrices=False)[2][:dims].T).astype('float32')

