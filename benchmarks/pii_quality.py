@@ -8,6 +8,7 @@
 - faker_heldout: other templates and seeds, scored only here and in the privacy report (no error on it was looked at
   while tuning; its templates are in the source, read while writing the English context rules);
 - faker_heldout2: templates written after those rules were tuned, scored only (a clean held-out set for them);
+- faker_heldout3: narrative sentences (names as subject or object, no cue word), written later, scored only;
 - cluener_dev (detector): the whole detector on CLUENER dev (the Chinese model plus CnNameRecognizer), types mapped to ours;
 - conll2003_en_dev / cluener_dev: the NER models alone on their held-out files (entity F1 per type, exact spans).
 
@@ -22,7 +23,7 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 import pandas as pd
 
 from dcresearch.privacy.ner import held_out_table, read_cluener
-from dcresearch.privacy.pii import PiiDetector, evaluate, faker_cases, load_presidio_cases
+from dcresearch.privacy.pii import FAKER_TEMPLATES, PiiDetector, evaluate, faker_cases, load_presidio_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('DCR_SHARED_DATA', ROOT.parent/'shared'/'data'))
@@ -43,7 +44,7 @@ def main(argv=None):
     parts = []
     small = SHARED/'pii'/'presidio_generated_small.json'
     if small.is_file() and not args.tuning_only: parts.append(evaluate(load_presidio_cases(small), det, 'presidio_generated_small'))
-    for split in ('dev',) if args.tuning_only else ('dev', 'heldout', 'heldout2'):
+    for split in ('dev',) if args.tuning_only else FAKER_TEMPLATES:
         parts.append(evaluate(faker_cases(args.faker, split), det, f'faker_{split}', labels=TYPES))
     cluener = SHARED/'zh_ner'/'cluener_dev.json'
     if cluener.is_file() and not (args.ner_en or args.tuning_only):  # the detector (model + CnNameRecognizer) on CLUENER dev, CLUENER's types mapped to ours

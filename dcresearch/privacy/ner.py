@@ -13,12 +13,12 @@ from ..core import file_sha256, minilm_path, shared_data_dir
 from ..preprocess import common_english_word, english_lexicon
 
 # %% auto #0
-__all__ = ['NER_TRAIN_FILES', 'NER_HELD_OUT_FILES', 'CLUENER_KEPT', 'DIALOGUE_TEMPLATES', 'read_conll', 'read_cluener',
-           'shared_file', 'NerBuild', 'zh_word_features', 'make_zh_word_features', 'conll_docs', 'cluener_docs',
-           'swap_names', 'conll_mentions', 'swap_conll_names', 'training_docs', 'dialogue_sentences',
-           'minilm_word_vectors', 'keep_vectors_key', 'spacy_config', 'build_ner', 'load_ner', 'ner_scores',
-           'held_out_docs', 'models_dir', 'bundled_ner_model', 'held_out_scores', 'record_held_out', 'build_ner_model',
-           'held_out_table']
+__all__ = ['NER_TRAIN_FILES', 'NER_HELD_OUT_FILES', 'CLUENER_KEPT', 'DIALOGUE_TEMPLATES', 'ZH_VECTOR_TEXT_FILES',
+           'NER_VECTOR_KEYS', 'read_conll', 'read_cluener', 'shared_file', 'NerBuild', 'zh_word_features',
+           'make_zh_word_features', 'conll_docs', 'cluener_docs', 'swap_names', 'conll_mentions', 'swap_conll_names',
+           'training_docs', 'dialogue_sentences', 'minilm_word_vectors', 'keep_vectors_key', 'spacy_config',
+           'zh_vector_texts', 'zh_char_vectors', 'ner_vectors', 'build_ner', 'load_ner', 'ner_scores', 'held_out_docs',
+           'models_dir', 'bundled_ner_model', 'held_out_scores', 'record_held_out', 'build_ner_model', 'held_out_table']
 
 # %% ../../nbs/13c_ner.ipynb #6421f05f
 def read_conll(path: str|Path,  # CoNLL-2003 file: `token POS chunk NER` per line
@@ -79,7 +79,7 @@ class NerBuild:
     word_pos: bool = False  # Chinese: jieba's part of speech of each character's word as a feature (`zh_word_features(pos=True)`); measured: CLUENER dev F1 0.634 -> 0.660 over all types, `name` 0.738 -> 0.719, so off
     labels: tuple|None = None  # Chinese: the CLUENER types the model learns; default `CLUENER_KEPT`
     dialogue_sentences: int|None = None  # English: customer-service sentences (`dialogue_sentences`) with the training split's names, added to training; default 1,500 for English
-    static_vectors: int|None = None  # English: dimensions of the common-word vectors taken from the bundled MiniLM (`minilm_word_vectors`); 0: none; default 128 for English, 0 for Chinese
+    static_vectors: int|None = None  # dimensions of the static vectors tok2vec reads: English, common words from the bundled MiniLM (`minilm_word_vectors`); Chinese, characters counted on the shared Chinese texts (`zh_char_vectors`); 0: none; default 128 for English, 0 for Chinese
 
     def __post_init__(self):  # chosen on validation F1: Chinese 0.63 with the swaps vs 0.59 without; English 0.880 vs 0.883
         if self.name_swaps is None: self.name_swaps = 1 if self.language == 'zh' else 0
@@ -88,7 +88,10 @@ class NerBuild:
         if self.dialogue_sentences is None: self.dialogue_sentences = 1500 if self.language == 'en' else 0
         # English with 128-dimensional MiniLM vectors of common words: CoNLL validation F1 0.877 -> 0.894, faker_dev PERSON F1
         # 0.962 -> 0.959, LOCATION 0.878 -> 0.917; with the vectors of all MiniLM's words (names too) validation rose to 0.917
-        # but faker_dev PERSON fell to 0.915: names outside the table read as no name. None for Chinese (MiniLM has few Han characters)
+        # but faker_dev PERSON fell to 0.915: names outside the table read as no name. Chinese with 128-dimensional character
+        # vectors (`zh_char_vectors`), CLUENER validation F1 / `name` F1 without -> with, paired by seed: seed 0 0.628 / 0.749 ->
+        # 0.626 / 0.749 (0.635 / 0.763 in a second run whose floating point differed), seed 1 0.593 / 0.654 -> 0.602 / 0.667:
+        # within the noise of one training, so off
         if self.static_vectors is None: self.static_vectors = 128 if self.language == 'en' else 0
 
     def train_path(self) -> Path:
@@ -299,11 +302,13 @@ def minilm_word_vectors(out: str|Path,  # folder to write: a blank English spaCy
     keep_vectors_key(out)
     return Path(out)
 
-def keep_vectors_key(model: str|Path):  # a spaCy pipeline folder with vectors keyed by NORM
+def keep_vectors_key(model: str|Path,  # a spaCy pipeline folder with vectors
+                     attr: str='NORM',  # the token attribute the vectors are keyed by
+                    ):
     "Write the vectors' key attribute into `vocab/vectors.cfg`: spaCy leaves it out, and reads the vectors back keyed by ORTH (case-sensitive: `Paris` would miss `paris`)."
-    from spacy.attrs import NORM
+    from spacy.attrs import IDS
     path = Path(model)/'vocab'/'vectors.cfg'
-    path.write_text(json.dumps({**json.loads(path.read_text()), 'attr': NORM}))
+    path.write_text(json.dumps({**json.loads(path.read_text()), 'attr': IDS[attr]}))
 
 def spacy_config(build: NerBuild,
                  vectors: str|Path|None=None,  # a pipeline folder with static vectors (`minilm_word_vectors`) for tok2vec
@@ -324,7 +329,79 @@ def spacy_config(build: NerBuild,
     c['training'].update(max_steps=build.max_steps, patience=build.patience, eval_frequency=build.eval_frequency, max_epochs=0)
     return c
 
+# %% ../../nbs/13c_ner.ipynb #c10feb98
+ZH_VECTOR_TEXT_FILES = ('zh_sentiment/chnsenticorp_htl_all.csv', 'zh_sentiment/waimai_10k.csv', 'instruct/alpaca_zh_demo.json')  # under ../shared/data
+
+def zh_vector_texts(train: str|Path|None=None,  # the CLUENER training file (its texts, labels unused); default the shared one
+                   ) -> list[str]:
+    "The Chinese texts character vectors are counted on: the training file's and those of `ZH_VECTOR_TEXT_FILES` (never CLUENER dev)."
+    import csv
+    texts = [t for t, _ in read_cluener(train or shared_file(NER_TRAIN_FILES['zh']))]
+    for name in ZH_VECTOR_TEXT_FILES:
+        path = shared_file(name)
+        if not path.is_file(): raise FileNotFoundError(f'{path}: Chinese text for the character vectors not found; set DCR_SHARED_DATA to the shared data folder (or build with NerBuild(static_vectors=0))')
+        if path.suffix == '.csv':  # label,review
+            with open(path, encoding='utf-8', newline='') as f: texts += [r[1] for r in list(csv.reader(f))[1:] if len(r) > 1]
+        else: texts += [x['instruction'] + '\n' + x['input'] + '\n' + x['output'] for x in json.loads(path.read_text(encoding='utf-8'))]
+    return texts
+
+def zh_char_vectors(out: str|Path,  # folder to write: a blank Chinese spaCy pipeline holding the vectors
+                    dims: int=128,  # SVD components kept
+                    texts: list|None=None,  # texts to count on; default `zh_vector_texts()`
+                    window: int=2,  # characters either side that count as context
+                    min_count: int=2,  # characters seen fewer times get no vector
+                   ) -> Path:
+    "Character vectors keyed by ORTH: the truncated SVD of the positive PMI of characters within `window` places (weighted 1/distance), rows scaled to unit length."
+    import scipy.sparse as sp
+    from collections import Counter
+    from sklearn.utils.extmath import randomized_svd
+    from spacy.vectors import Vectors
+    texts = zh_vector_texts() if texts is None else texts
+    counts = Counter(c for t in texts for c in t if not c.isspace())
+    chars = sorted(c for c, n in counts.items() if n >= min_count)
+    index, rows, cols, weights = {c: i for i, c in enumerate(chars)}, [], [], []
+    for t in texts:
+        ids = [index.get(c, -1) for c in t if not c.isspace()]
+        for i, a in enumerate(ids):
+            if a < 0: continue
+            for d in range(1, window + 1):
+                if i + d < len(ids) and ids[i + d] >= 0: rows += [a, ids[i + d]]; cols += [ids[i + d], a]; weights += [1 / d, 1 / d]
+    C = sp.coo_matrix((weights, (rows, cols)), shape=(len(chars),) * 2).tocsr()
+    total = C.sum()
+    p_char = np.asarray(C.sum(1)).ravel() / total
+    p_context = np.asarray(C.sum(0)).ravel() ** 0.75; p_context /= p_context.sum()  # smoothed: rare contexts weigh less
+    C = C.tocoo()
+    pmi = np.log((C.data / total) / (p_char[C.row] * p_context[C.col]))
+    keep = pmi > 0
+    U, S, _ = randomized_svd(sp.csr_matrix((pmi[keep], (C.row[keep], C.col[keep])), shape=C.shape), min(dims, len(chars) - 1), random_state=0)
+    E = (U * np.sqrt(S)).astype('float32')
+    E /= np.linalg.norm(E, axis=1, keepdims=True) + 1e-8
+    nlp = spacy.blank('zh')
+    nlp.vocab.vectors = Vectors(strings=nlp.vocab.strings, data=E, keys=[nlp.vocab.strings.add(c) for c in chars])
+    nlp.to_disk(out)
+    keep_vectors_key(out, 'ORTH')
+    return Path(out)
+
+def ner_vectors(build: NerBuild,  # its language and `static_vectors`
+                out: str|Path,  # folder to write
+               ) -> Path|None:
+    "The static vectors `build` trains with (`minilm_word_vectors` for English, `zh_char_vectors` for Chinese), or None when `static_vectors` is 0."
+    if not build.static_vectors: return None
+    if build.language == 'zh': return zh_char_vectors(out, build.static_vectors, zh_vector_texts(build.train_path()))
+    return minilm_word_vectors(out, build.static_vectors)
+
+NER_VECTOR_KEYS = {'en': 'NORM', 'zh': 'ORTH'}  # English: the lower-case word; Chinese: the character (NORM is its jieba word)
+
 # %% ../../nbs/13c_ner.ipynb #81637d6a
+def _remove_stale_scratch(out: Path):
+    "Remove the scratch folders of earlier builds of `out` whose process is gone (killed before it could clean up; `dcresearch/models` ships whatever lies in it)."
+    for p in out.parent.glob(f'.{out.name}-build-*'):
+        m = regex.fullmatch(rf'\.{regex.escape(out.name)}-build-(\d+)-.*', p.name)
+        if m is None: continue
+        try: os.kill(int(m[1]), 0)
+        except ProcessLookupError: shutil.rmtree(p, ignore_errors=True)
+        except PermissionError: pass  # alive, another user's
+
 def build_ner(build: NerBuild,  # data and settings
               out: str|Path,  # model folder to write (replaced when it exists)
               quiet: bool=False,  # no training log
@@ -338,10 +415,11 @@ def build_ner(build: NerBuild,  # data and settings
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     train_docs, val_docs = training_docs(build)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f'.{out.name}-build-') as scratch:
+    _remove_stale_scratch(out)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f'.{out.name}-build-{os.getpid()}-') as scratch:
         s = Path(scratch)
         DocBin(docs=train_docs).to_disk(s/'train.spacy'); DocBin(docs=val_docs).to_disk(s/'val.spacy')
-        config = spacy_config(build, minilm_word_vectors(s/'vectors', build.static_vectors) if build.static_vectors else None)
+        config = spacy_config(build, ner_vectors(build, s/'vectors'))
         config['paths'].update(train=str(s/'train.spacy'), dev=str(s/'val.spacy'))
         log = open(os.devnull, 'w') if quiet else sys.stdout
         (s/'run').mkdir()
@@ -351,10 +429,11 @@ def build_ner(build: NerBuild,  # data and settings
         best = s/'run'/'model-best'
         # the scratch paths the training read from are of no use to a user (and name this machine's folders)
         (best/'config.cfg').write_text(regex.sub(r'(?m)^(train|dev|vectors) = ".*"$', r'\1 = null', (best/'config.cfg').read_text()))
-        if build.static_vectors: keep_vectors_key(best)
+        if build.static_vectors: keep_vectors_key(best, NER_VECTOR_KEYS[build.language])
         meta = json.loads((best/'meta.json').read_text())
-        info = dict(language=build.language, data=dict(file=path.name, sha256=file_sha256(path), n_train=len(train_docs),
-                                                       n_validation=len(val_docs)),
+        data = dict(file=path.name, sha256=file_sha256(path), n_train=len(train_docs), n_validation=len(val_docs))
+        if build.static_vectors and build.language == 'zh': data['vector_texts'] = {n: file_sha256(shared_file(n)) for n in ZH_VECTOR_TEXT_FILES}
+        info = dict(language=build.language, data=data,
                     settings={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(build).items() if k != 'train'},
                     validation=meta.get('performance', {}), spacy=spacy.__version__, seconds=round(time.time() - t0, 1))
         (best/'build.json').write_text(json.dumps(info, indent=1, ensure_ascii=False) + '\n')

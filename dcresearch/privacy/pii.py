@@ -1291,7 +1291,7 @@ def evaluation_table(presidio_path: str|Path|None=None,  # presidio-research gen
         parts.append(evaluate(load_presidio_cases(presidio_path), detector, 'presidio_generated_small'))
     faker_types = sorted({e for t in FAKER_TEMPLATES['dev'] for e in regex.findall(r'\{([A-Z_]+)\}', t)})
     if n_faker: parts += [evaluate(faker_cases(n_faker, split), detector, f'faker_{split}', labels=faker_types)
-                          for split in ('dev', 'heldout', 'heldout2')]
+                          for split in FAKER_TEMPLATES]
     parts += [evaluate(chinese_cases(), detector, 'chinese_cases'), evaluate(iban_cases(), detector, 'iban_cases'),
               evaluate(sample_cases(n_sample_docs), detector, 'sample_corpus')]
     return pd.concat(parts, ignore_index=True)
@@ -1339,7 +1339,21 @@ FAKER_TEMPLATES = {
                  'Contact {EMAIL_ADDRESS} or ask for {PERSON} at reception.',
                  'Thanks, {PERSON}',
                  'My colleague {PERSON} from {ORGANIZATION} will join the call.',
-                 'Card ending {CREDIT_CARD} charged twice; cardholder {PERSON}, {PHONE_NUMBER}.']}
+                 'Card ending {CREDIT_CARD} charged twice; cardholder {PERSON}, {PHONE_NUMBER}.'],
+    # written on 2026-12-07 (later session) before anything was scored on it: narrative sentences, names as subject or object
+    # with no cue word, as presidio-research writes them; no rule was written for them
+    'heldout3': ['{PERSON} lives in {LOCATION} with two cats.',
+                 'Yesterday I had lunch with {PERSON} near the station.',
+                 'The novel was written by {PERSON} while living in {LOCATION}.',
+                 'Has anyone heard from {PERSON} since the meeting?',
+                 '{PERSON} was born in {LOCATION} and moved abroad at twenty.',
+                 'We invited {PERSON} and {PERSON} to the opening night.',
+                 'Last summer {PERSON} joined {ORGANIZATION} as an analyst.',
+                 'The photos were taken by {PERSON} during the trip to {LOCATION}.',
+                 'I think {PERSON} deserves the award this year.',
+                 'Her brother, {PERSON}, runs a bakery in {LOCATION}.',
+                 'Everyone at {ORGANIZATION} knows {PERSON}.',
+                 'Order 40918 for 3 items, total 57.20 GBP, delivered 2024-11-02.']}
 
 def _fake(fakers: dict, locale: str, kind: str, rng: random.Random) -> str:
     from faker import Faker
@@ -1365,7 +1379,7 @@ def _fake(fakers: dict, locale: str, kind: str, rng: random.Random) -> str:
     raise ValueError(f'no Faker value for {kind}')
 
 def faker_cases(n: int=1000,  # cases
-                split: str='dev',  # template set: 'dev' (tuned on), 'heldout' or 'heldout2' (only scored)
+                split: str='dev',  # template set: 'dev' (tuned on), 'heldout', 'heldout2' or 'heldout3' (only scored)
                 seed: int=0,  # random seed (the split name is part of it)
                 locales: tuple=FAKER_LOCALES,  # Faker locales, one drawn per case
                ) -> list[dict]:
