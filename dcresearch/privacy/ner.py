@@ -359,14 +359,15 @@ def zh_char_vectors(out: str|Path,  # folder to write: a blank Chinese spaCy pip
     texts = zh_vector_texts() if texts is None else texts
     counts = Counter(c for t in texts for c in t if not c.isspace())
     chars = sorted(c for c, n in counts.items() if n >= min_count)
-    index, rows, cols, weights = {c: i for i, c in enumerate(chars)}, [], [], []
-    for t in texts:
-        ids = [index.get(c, -1) for c in t if not c.isspace()]
-        for i, a in enumerate(ids):
-            if a < 0: continue
-            for d in range(1, window + 1):
-                if i + d < len(ids) and ids[i + d] >= 0: rows += [a, ids[i + d]]; cols += [ids[i + d], a]; weights += [1 / d, 1 / d]
-    C = sp.coo_matrix((weights, (rows, cols)), shape=(len(chars),) * 2).tocsr()
+    index = {c: i for i, c in enumerate(chars)}
+    # one array of character ids, `window` gaps (-1) after each text so that no pair spans two texts
+    ids = np.fromiter((i for t in texts for i in [index.get(c, -1) for c in t if not c.isspace()] + [-1] * window), dtype=np.int32)
+    C = sp.csr_matrix((len(chars),) * 2)
+    for d in range(1, window + 1):
+        a, b = ids[:-d], ids[d:]
+        pair = (a >= 0) & (b >= 0)
+        a, b = a[pair], b[pair]
+        C = C + sp.coo_matrix((np.full(2 * len(a), 1 / d), (np.r_[a, b], np.r_[b, a])), shape=C.shape).tocsr()
     total = C.sum()
     p_char = np.asarray(C.sum(1)).ravel() / total
     p_context = np.asarray(C.sum(0)).ravel() ** 0.75; p_context /= p_context.sum()  # smoothed: rare contexts weigh less
