@@ -13,12 +13,12 @@ from ..core import file_sha256, minilm_path, shared_data_dir
 from ..preprocess import common_english_word, english_lexicon
 
 # %% auto #0
-__all__ = ['NER_TRAIN_FILES', 'NER_HELD_OUT_FILES', 'CLUENER_KEPT', 'DIALOGUE_TEMPLATES', 'ZH_VECTOR_TEXT_FILES',
-           'NER_VECTOR_KEYS', 'read_conll', 'read_cluener', 'shared_file', 'NerBuild', 'zh_word_features',
-           'make_zh_word_features', 'conll_docs', 'cluener_docs', 'swap_names', 'conll_mentions', 'swap_conll_names',
-           'training_docs', 'dialogue_sentences', 'minilm_word_vectors', 'keep_vectors_key', 'spacy_config',
-           'zh_vector_texts', 'zh_char_vectors', 'ner_vectors', 'build_ner', 'load_ner', 'ner_scores', 'held_out_docs',
-           'models_dir', 'bundled_ner_model', 'held_out_scores', 'record_held_out', 'build_ner_model', 'held_out_table']
+__all__ = ['NER_TRAIN_FILES', 'NER_HELD_OUT_FILES', 'CLUENER_KEPT', 'DIALOGUE_TEMPLATES', 'ZH_VECTOR_TEXT_FILES', 'read_conll',
+           'read_cluener', 'shared_file', 'NerBuild', 'zh_word_features', 'make_zh_word_features', 'conll_docs',
+           'cluener_docs', 'swap_names', 'conll_mentions', 'swap_conll_names', 'training_docs', 'dialogue_sentences',
+           'minilm_word_vectors', 'keep_vectors_key', 'spacy_config', 'zh_vector_texts', 'zh_char_vectors',
+           'ner_vectors', 'build_ner', 'load_ner', 'ner_scores', 'held_out_docs', 'models_dir', 'bundled_ner_model',
+           'held_out_scores', 'record_held_out', 'build_ner_model', 'held_out_table']
 
 # %% ../../nbs/13c_ner.ipynb #6421f05f
 def read_conll(path: str|Path,  # CoNLL-2003 file: `token POS chunk NER` per line
@@ -391,8 +391,6 @@ def ner_vectors(build: NerBuild,  # its language and `static_vectors`
     if build.language == 'zh': return zh_char_vectors(out, build.static_vectors, zh_vector_texts(build.train_path()))
     return minilm_word_vectors(out, build.static_vectors)
 
-NER_VECTOR_KEYS = {'en': 'NORM', 'zh': 'ORTH'}  # English: the lower-case word; Chinese: the character (NORM is its jieba word)
-
 # %% ../../nbs/13c_ner.ipynb #81637d6a
 def _remove_stale_scratch(out: Path):
     "Remove the scratch folders of earlier builds of `out` whose process is gone (killed before it could clean up; `dcresearch/models` ships whatever lies in it)."
@@ -420,7 +418,8 @@ def build_ner(build: NerBuild,  # data and settings
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f'.{out.name}-build-{os.getpid()}-') as scratch:
         s = Path(scratch)
         DocBin(docs=train_docs).to_disk(s/'train.spacy'); DocBin(docs=val_docs).to_disk(s/'val.spacy')
-        config = spacy_config(build, ner_vectors(build, s/'vectors'))
+        vectors = ner_vectors(build, s/'vectors')
+        config = spacy_config(build, vectors)
         config['paths'].update(train=str(s/'train.spacy'), dev=str(s/'val.spacy'))
         log = open(os.devnull, 'w') if quiet else sys.stdout
         (s/'run').mkdir()
@@ -430,7 +429,7 @@ def build_ner(build: NerBuild,  # data and settings
         best = s/'run'/'model-best'
         # the scratch paths the training read from are of no use to a user (and name this machine's folders)
         (best/'config.cfg').write_text(regex.sub(r'(?m)^(train|dev|vectors) = ".*"$', r'\1 = null', (best/'config.cfg').read_text()))
-        if build.static_vectors: keep_vectors_key(best, NER_VECTOR_KEYS[build.language])
+        if vectors is not None: shutil.copy(vectors/'vocab'/'vectors.cfg', best/'vocab'/'vectors.cfg')  # its key attribute, which spaCy's save drops
         meta = json.loads((best/'meta.json').read_text())
         data = dict(file=path.name, sha256=file_sha256(path), n_train=len(train_docs), n_validation=len(val_docs))
         if build.static_vectors and build.language == 'zh': data['vector_texts'] = {n: file_sha256(shared_file(n)) for n in ZH_VECTOR_TEXT_FILES}
